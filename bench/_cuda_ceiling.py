@@ -1,0 +1,31 @@
+"""The CUDA random-gather ceiling kernel of bench/cuda_bench.py: per CSR row,
+gather and sum the k-wide rows of V (the irreducible part of predict), with
+the same lanes-per-row layout as fmnumba/cuda/predict.py."""
+from numba import cuda, float64
+
+from fmnumba.cuda._device import TPB
+
+
+@cuda.jit
+def gather_sum(indptr, indices, V, lanes, out):
+    red = cuda.shared.array(TPB, float64)
+    tid = cuda.threadIdx.x
+    lane = tid % lanes
+    r = (cuda.blockIdx.x * TPB + tid) // lanes
+    k = V.shape[1]
+    acc = V[0, 0] * 0
+    if r < out.shape[0]:
+        for p in range(indptr[r], indptr[r + 1]):
+            j = indices[p]
+            for f in range(lane, k, lanes):
+                acc += V[j, f]
+    red[tid] = acc
+    cuda.syncthreads()
+    s = lanes // 2
+    while s > 0:
+        if lane < s:
+            red[tid] += red[tid + s]
+        cuda.syncthreads()
+        s //= 2
+    if r < out.shape[0] and lane == 0:
+        out[r] = red[tid]

@@ -1,0 +1,142 @@
+"""This machine's throughput bound, measured in the same run as the kernels.
+
+* gather ceiling: a Numba kernel that only gathers and sums the k-wide rows
+  of a float32 table (n_features × k) per CSR row, driven by the real CSR
+  indices of the benchmark set (the irreducible part of predict). Reported in
+  elements nnz·k per second, at 1 thread and at --threads, k = 8 and 64, for
+  the real (Zipf-popular) indices and for uniform random indices of the same
+  shape.
+* streaming bandwidth: a parallel Numba sum over a large float32 array
+  (read GB/s) and numpy copy (GB/s counted as bytes read + written).
+
+Run in its own process (NUMBA_NUM_THREADS set explicitly by the caller):
+
+    python -m bench.ceiling --data TRAIN.npz --k 8,64 --threads 2 --out c.json
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+CHUNK = 1024
+
+
+def _kernels():
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
+    def gather_sum(indptr, indices, T, out):
+        n = out.shape[0]
+        k = T.shape[1]
+        n_chunks = (n + CHUNK - 1) // CHUNK
+        for c in prange(n_chunks):
+            acc = np.empty(k, dtype=T.dtype)
+            for r in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+                for f in range(k):
+                    acc[f] = 0
+                for p in range(indptr[r], indptr[r + 1]):
+                    j = indices[p]
+                    for f in range(k):
+                        acc[f] += T[j, f]
+                s = T.dtype.type(0)
+                for f in range(k):
+                    s += acc[f]
+                out[r] = s
+
+    @njit(parallel=True, fastmath=True, nogil=True)
+    def stream_sum(a):
+        s = 0.0
+        for i in prange(a.shape[0]):
+            s += a[i]
+        return s
+
+    return gather_sum, stream_sum
+
+
+def _median_time(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
+            stream_mib=512, uniform=True, seed=0):
+    """Return a dict of ceiling measurements (see module docstring)."""
+    import numba
+
+    gather_sum, stream_sum = _kernels()
+    rng = np.random.default_rng(seed)
+    n_rows = indptr.shape[0] - 1
+    nnz = int(indptr[-1])
+    out = np.empty(n_rows, dtype=np.float32)
+    thread_list = sorted({1, int(threads)})
+    res = {"n_rows": n_rows, "nnz": nnz, "n_features": int(n_features), "gather": [],
+           "stream": [], "threads": int(threads), "repeats": repeats,
+           "numba_threading_layer": None}
+    idx_sets = [("real", indices)]
+    if uniform:
+        idx_sets.append(("uniform", rng.integers(0, n_features, nnz).astype(indices.dtype)))
+    for k in ks:
+        T = rng.standard_normal((n_features, k), dtype=np.float32)
+        gather_sum(indptr[:2], indices, T, out[:1])  # compile / warm
+        for name, idx in idx_sets:
+            for nt in thread_list:
+                numba.set_num_threads(nt)
+                gather_sum(indptr, idx, T, out)  # warm caches / pages
+                s = _median_time(lambda: gather_sum(indptr, idx, T, out), repeats)
+                res["gather"].append({"k": k, "indices": name, "threads": nt, "time_s": s,
+                                      "nnz_k_per_s": nnz * k / s})
+        del T
+    try:
+        res["numba_threading_layer"] = numba.threading_layer()
+    except Exception:  # noqa: BLE001
+        pass
+    n = int(stream_mib) * 2**20 // 4
+    a = np.ones(n, dtype=np.float32)
+    b = np.empty_like(a)
+    stream_sum(a[:16])
+    for nt in thread_list:
+        numba.set_num_threads(nt)
+        stream_sum(a)
+        s = _median_time(lambda: stream_sum(a), repeats)
+        res["stream"].append({"op": "sum (numba prange)", "threads": nt, "bytes": a.nbytes,
+                              "time_s": s, "gb_per_s": a.nbytes / s / 1e9})
+    np.copyto(b, a)
+    s = _median_time(lambda: np.copyto(b, a), repeats)
+    res["stream"].append({"op": "copy (numpy, 1 thread)", "threads": 1,
+                          "bytes": 2 * a.nbytes, "time_s": s, "gb_per_s": 2 * a.nbytes / s / 1e9})
+    numba.set_num_threads(int(threads))
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="npz with indptr, indices, shape")
+    p.add_argument("--k", default="8,64")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--stream-mib", type=int, default=512)
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    z = np.load(a.data)
+    indptr = z["indptr"].astype(np.int64)
+    indices = z["indices"].astype(np.int32)
+    n_features = int(z["shape"][1])
+    res = measure(indptr, indices, n_features, ks=[int(x) for x in a.k.split(",")],
+                  threads=a.threads, repeats=a.repeats, stream_mib=a.stream_mib)
+    txt = json.dumps(res, indent=1)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(txt + "\n")
+    print(txt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

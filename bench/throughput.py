@@ -1,0 +1,210 @@
+"""Kernel throughput of fmnumba.cpu on the large set, in nnz·k per second.
+
+Calls the kernels directly (predict_csr, adam_epoch, sgd_epoch) on raw CSR
+arrays and a P table, warm JIT, median of --repeats, at 1 thread and at
+--threads (the caller sets NUMBA_NUM_THREADS explicitly). Adam and SGD epochs
+run over a random subset of --epoch-rows rows (the whole P table is used, so
+the cache behaviour is that of the full set). Also breaks an Adam epoch down
+into its per-batch stages (forward_batch, transpose_batch, adam_update) and
+measures the cost of launching an empty parallel region, which is what the
+report's profiling section is built from.
+
+    python -m bench.throughput --data TRAIN.npz --k 8,64 --threads 2 --out t.json
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def _median_time(fn, repeats, setup=None):
+    ts = []
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)), [float(t) for t in ts]
+
+
+def _launch_overhead(threads, n_calls=2000):
+    """Seconds per call of an (almost) empty prange kernel."""
+    import numba
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def tiny(a):
+        s = 0.0
+        for i in prange(a.shape[0]):
+            s += a[i]
+        return s
+
+    a = np.ones(64)
+    tiny(a)
+    out = {}
+    for nt in sorted({1, threads}):
+        numba.set_num_threads(nt)
+        t0 = time.perf_counter()
+        for _ in range(n_calls):
+            tiny(a)
+        out[str(nt)] = (time.perf_counter() - t0) / n_calls
+    return out
+
+
+def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats=3, epoch_rows=200_000,
+            batch_size=256, breakdown_batches=200, seed=0):
+    import numba
+
+    from fmnumba import cpu
+    from fmnumba.losses import LOSS_CODES
+
+    rng = np.random.default_rng(seed)
+    n_rows = indptr.shape[0] - 1
+    n_features = int(n_features)
+    nnz = int(indptr[-1])
+    dt = np.float32
+    y = y.astype(dt)
+    sw = np.ones(n_rows, dtype=dt)
+    lam = np.full(n_features, 1e-4, dtype=dt)
+    code = LOSS_CODES["squared"]
+    order = rng.permutation(n_rows)[:min(epoch_rows, n_rows)].astype(np.int64)
+    lens = (indptr[1:] - indptr[:-1])
+    epoch_nnz = int(lens[order].sum())
+    thread_list = sorted({1, int(threads)})
+    w0 = dt(float(np.mean(y)))
+    res = {"n_rows": n_rows, "nnz": nnz, "n_features": n_features, "epoch_rows": int(order.size),
+           "epoch_nnz": epoch_nnz, "batch_size": batch_size, "threads": int(threads),
+           "repeats": repeats, "kernels": [], "breakdown": [],
+           "numba_threading_layer": None}
+    for k in ks:
+        P0 = np.zeros((n_features, 1 + k), dtype=dt)
+        P0[:, 1:] = rng.normal(0.0, 0.05, (n_features, k)).astype(dt)
+        P = P0.copy()
+        M = np.zeros_like(P)
+        S = np.zeros_like(P)
+        out = np.empty(n_rows, dtype=dt)
+        cnt = np.zeros(n_features, dtype=np.int64)
+        n_b = -(-order.size // batch_size)
+        bl = np.zeros(n_b)
+        bw = np.zeros(n_b)
+        bstate = np.array([float(w0), 0.0, 0.0])
+        L = np.empty(order.size)
+
+        def reset():
+            np.copyto(P, P0)
+            M[...] = 0
+            S[...] = 0
+            bstate[...] = (float(w0), 0.0, 0.0)
+
+        def predict():
+            cpu.predict_csr(indptr, indices, data, w0, P, out)
+
+        def adam():
+            cpu.adam_epoch(indptr, indices, data, y, sw, order, batch_size, code, P, M, S,
+                           bstate, 0, 1e-3, 0.9, 0.999, 1e-8, lam, lam, cnt, bl, bw)
+
+        def sgd(nt):
+            cpu.sgd_epoch(indptr, indices, data, y, sw, order, nt, code, P, bstate, 1e-3,
+                          lam, lam, L)
+
+        # warm JIT on a few rows
+        small = order[:min(512, order.size)]
+        cpu.predict_csr(indptr[:2], indices, data, w0, P, out[:1])
+        cpu.adam_epoch(indptr, indices, data, y, sw, small, batch_size, code, P, M, S, bstate,
+                       0, 1e-3, 0.9, 0.999, 1e-8, lam, lam, cnt, bl, bw)
+        cpu.sgd_epoch(indptr, indices, data, y, sw, small, 1, code, P, bstate, 1e-3, lam, lam, L)
+        for nt in thread_list:
+            numba.set_num_threads(nt)
+            predict()
+            s, all_s = _median_time(predict, repeats)
+            res["kernels"].append({"kernel": "predict_csr", "k": k, "threads": nt, "nnz": nnz,
+                                   "time_s": s, "times_s": all_s, "nnz_k_per_s": nnz * k / s})
+            s, all_s = _median_time(adam, repeats, setup=reset)
+            res["kernels"].append({"kernel": "adam_epoch", "k": k, "threads": nt,
+                                   "nnz": epoch_nnz, "time_s": s, "times_s": all_s,
+                                   "nnz_k_per_s": epoch_nnz * k / s})
+            s, all_s = _median_time(lambda: sgd(nt), repeats, setup=reset)
+            res["kernels"].append({"kernel": "sgd_epoch", "k": k, "threads": nt,
+                                   "nnz": epoch_nnz, "time_s": s, "times_s": all_s,
+                                   "nnz_k_per_s": epoch_nnz * k / s})
+            res["breakdown"].append(_breakdown(cpu, indptr, indices, data, y, sw, order, code,
+                                               P, M, S, w0, lam, cnt, batch_size, k, nt,
+                                               breakdown_batches))
+        del P0, P, M, S
+    numba.set_num_threads(int(threads))
+    try:
+        res["numba_threading_layer"] = numba.threading_layer()
+    except Exception:  # noqa: BLE001
+        pass
+    res["parallel_launch_s"] = _launch_overhead(int(threads))
+    return res
+
+
+def _breakdown(cpu, indptr, indices, data, y, sw, order, code, P, M, S, w0, lam, cnt,
+               batch_size, k, nt, n_batches):
+    """Mean seconds per batch of each Adam stage, called one by one from Python."""
+    dt = P.dtype
+    nb = batch_size
+    n_batches = max(1, min(n_batches, order.size // nb))
+    yhat = np.empty(nb, dtype=dt)
+    Q = np.empty((nb, k), dtype=dt)
+    G = np.empty(nb, dtype=dt)
+    Lb = np.empty(nb)
+    lens = indptr[1:] - indptr[:-1]
+    mx = int(max(lens[order[b * nb:(b + 1) * nb]].sum() for b in range(n_batches)))
+    uniq = np.empty(mx, dtype=indices.dtype)
+    starts = np.empty(mx + 1, dtype=np.int64)
+    er = np.empty(mx, dtype=np.int64)
+    ev = np.empty(mx, dtype=dt)
+    sb = np.ones(nb, dtype=dt)
+    t = np.zeros(3)
+    n_unique = 0
+    b_nnz = 0
+    for b in range(n_batches + 1):
+        rows = order[b * nb:(b + 1) * nb] if b else order[:nb]
+        t0 = time.perf_counter()
+        cpu.forward_batch(indptr, indices, data, y, sw, rows, code, w0, P, yhat, Q, G, Lb)
+        t1 = time.perf_counter()
+        u = cpu.transpose_batch(indptr, indices, data, rows, cnt, uniq, starts, er, ev)
+        t2 = time.perf_counter()
+        cpu.adam_update(uniq, u, starts, er, ev, G, sb, Q, 1.0 / nb, P, M, S, 1e-3, 0.9,
+                        0.999, 1e-8, 0.1, 0.001, lam, lam)
+        t3 = time.perf_counter()
+        if b:  # batch 0 is a warm-up
+            t += (t1 - t0, t2 - t1, t3 - t2)
+            n_unique += u
+            b_nnz += int(lens[rows].sum())
+    t /= n_batches
+    return {"k": k, "threads": nt, "batches": n_batches, "batch_size": nb,
+            "nnz_per_batch": b_nnz / n_batches, "unique_features_per_batch": n_unique / n_batches,
+            "forward_batch_s": t[0], "transpose_batch_s": t[1], "adam_update_s": t[2]}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="npz with indptr, indices, data, shape, y")
+    p.add_argument("--k", default="8,64")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--epoch-rows", type=int, default=200_000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    z = np.load(a.data)
+    res = measure(z["indptr"].astype(np.int64), z["indices"].astype(np.int32),
+                  z["data"].astype(np.float32), z["y"], int(z["shape"][1]), ks=[int(x) for x in a.k.split(",")],
+                  threads=a.threads, repeats=a.repeats, epoch_rows=a.epoch_rows,
+                  batch_size=a.batch_size)
+    txt = json.dumps(res, indent=1)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(txt + "\n")
+    print(txt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

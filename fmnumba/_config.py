@@ -1,0 +1,22 @@
+"""Compilation settings shared by every CPU kernel (one place, as in STUMPY).
+
+``FASTMATH`` deliberately leaves out ``nnan`` and ``ninf``: the divergence
+guard and the validation of predictions rely on NaN and inf surviving.
+``reassoc`` lets LLVM vectorise the k-wide sums (predict is about 4-7x slower
+without it), so results may differ in the last bits between differently
+compiled twins of a kernel (serial and parallel). A given kernel still gives
+bit-identical results at any thread count: each output is computed by one
+thread in a fixed order.
+
+Numba's on-disk cache is keyed on each kernel file's timestamp: after changing
+these flags, delete the ``__pycache__/*.nbi``/``*.nbc`` files.
+"""
+from numba import njit
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+def kernel(parallel=False):
+    """Decorator for a CPU kernel: lazily compiled, cached on disk, GIL released."""
+    return njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=parallel,
+                boundscheck=False)

@@ -1,0 +1,443 @@
+"""Every check of user input, with messages that name the argument and the fix.
+
+The kernels run with bounds checks off, so nothing reaches them without
+passing through here: structure of hand-built sparse matrices is checked
+before SciPy touches them (a malformed indptr can crash SciPy's C++ code).
+"""
+import numbers
+import os
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import _check_n_features, check_array, column_or_1d, validate_data
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _fail(name, what, fix):
+    raise ValueError(f"{name}: {what}. {fix}")
+
+
+def _check_compressed(X, name):
+    """Structural check of a CSR/CSC matrix's raw arrays."""
+    major, minor = (X.shape[0], X.shape[1]) if X.format == "csr" else (X.shape[1], X.shape[0])
+    indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+    fix = "Build the matrix with scipy.sparse constructors or call .check_format()."
+    if indices.ndim != 1 or np.ndim(X.data) != 1:
+        _fail(name, f"indices and data must be 1-D arrays, got shapes {indices.shape} and "
+                    f"{np.shape(X.data)}", fix)
+    if indptr.ndim != 1 or indptr.shape[0] != major + 1:
+        _fail(name, f"indptr has length {indptr.shape[0]}, expected {major + 1} "
+                    f"(number of {'rows' if X.format == 'csr' else 'columns'} + 1)", fix)
+    if not np.issubdtype(indptr.dtype, np.integer) or not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(f"{name}: indptr and indices must be integer arrays, got "
+                        f"{indptr.dtype} and {indices.dtype}. {fix}")
+    if major and indptr[0] != 0:
+        _fail(name, f"indptr[0] is {indptr[0]}, must be 0", fix)
+    steps = np.diff(indptr)
+    if steps.size and steps.min() < 0:
+        bad = int(np.argmax(steps < 0))
+        _fail(name, f"indptr decreases at row {bad} ({indptr[bad]} -> {indptr[bad + 1]}); "
+                    "it must be non-decreasing", fix)
+    nnz = int(indptr[-1]) if major else 0
+    if nnz > indices.shape[0] or nnz > np.asarray(X.data).shape[0]:
+        _fail(name, f"indptr[-1] is {nnz} but indices has {indices.shape[0]} and data "
+                    f"{np.asarray(X.data).shape[0]} entries", fix)
+    used = indices[:nnz]
+    if used.size and (used.min() < 0 or used.max() >= minor):
+        pos = int(np.argmax((used < 0) | (used >= minor)))
+        row = int(np.searchsorted(indptr, pos, side="right") - 1)
+        _fail(name, f"index {int(used[pos])} at row {row} is out of range [0, {minor})", fix)
+
+
+def _check_coo(X, name):
+    row, col = np.asarray(X.row), np.asarray(X.col)
+    n, m = X.shape
+    if row.shape != col.shape or row.shape[0] != np.asarray(X.data).shape[0]:
+        _fail(name, "row, col and data of the COO matrix differ in length",
+              "Build the matrix with scipy.sparse.coo_matrix((data, (row, col))).")
+    for arr, lim, what in ((row, n, "row"), (col, m, "column")):
+        if arr.size and (arr.min() < 0 or arr.max() >= lim):
+            _fail(name, f"a {what} index ({int(arr[(arr < 0) | (arr >= lim)][0])}) "
+                        f"is out of range [0, {lim})", "Fix the COO indices.")
+
+
+def _check_dtype(X, name):
+    kind = np.dtype(X.dtype).kind if hasattr(X, "dtype") else None
+    if kind == "c":
+        raise ValueError(f"{name}: Complex data not supported (dtype {X.dtype}). "
+                        "Pass real numbers, e.g. X.real.")
+    if kind in ("U", "S", "M", "m", "V"):
+        raise TypeError(f"{name}: dtype {X.dtype} is not numeric. Encode it first, "
+                        "e.g. with sklearn.preprocessing.OneHotEncoder.")
+
+
+_CHUNK = 1 << 20  # entries per block in the O(nnz) scans: bounded temporaries
+
+
+def _first_nonfinite(data):
+    """Position of the first non-finite value of `data`, or -1 (chunked scan)."""
+    if data.dtype.kind not in "fc":
+        return -1
+    for a in range(0, data.shape[0], _CHUNK):
+        fin = np.isfinite(data[a:a + _CHUNK])
+        if not fin.all():
+            return a + int(np.argmin(fin))
+    return -1
+
+
+def _is_canonical(indptr, indices, data):
+    """True when every row's indices strictly increase (sorted, no duplicates)
+    and no stored value is zero. Structure must already be checked."""
+    nnz = int(indptr[-1])
+    for a in range(0, nnz, _CHUNK):
+        b = min(nnz, a + _CHUNK + 1)
+        if not np.all(data[a:b]):
+            return False
+        bad = np.flatnonzero(indices[a + 1:b] <= indices[a:b - 1]) + (a + 1)
+        if bad.size:  # a decrease is fine only where a new row starts
+            at = np.searchsorted(indptr, bad)
+            if np.any(indptr[np.minimum(at, indptr.shape[0] - 1)] != bad):
+                return False
+    return True
+
+
+def _row_col(X, pos):
+    row = int(np.searchsorted(X.indptr, pos, side="right") - 1)
+    return row, int(X.indices[pos])
+
+
+def _canonical_csr(X, dtype, name):
+    """Return a CSR with sorted indices, summed duplicates, no explicit zeros,
+    finite values of `dtype` and int32 indices where they fit; never mutates X.
+
+    A CSR that is already in that form is used as it is (its arrays are
+    shared, not copied), so large canonical inputs cost no extra memory.
+    """
+    if not sp.issparse(X):
+        if hasattr(X, "dtype") and np.dtype(X.dtype).kind == "O":
+            try:
+                X = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"{name}: object array with non-numeric values ({e}). "
+                                "Pass numbers only.") from None
+        if np.dtype(X.dtype) == np.float16:
+            X = X.astype(np.float32)
+        X = sp.csr_matrix(X)
+    fmt = X.format
+    if fmt in ("csr", "csc"):
+        _check_compressed(X, name)
+    elif fmt == "coo":
+        _check_coo(X, name)
+    elif fmt == "bsr":
+        _check_bsr(X, name)
+    _check_dtype(X, name)
+    if np.dtype(X.dtype).kind == "O":
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}: sparse object array with non-numeric values ({e}). "
+                            "Pass numbers only.") from None
+    if fmt == "csr":
+        nnz = int(X.indptr[-1]) if X.shape[0] else 0
+        indptr, indices, data = X.indptr, X.indices[:nnz], X.data[:nnz]
+        pos = _first_nonfinite(data)
+        if pos >= 0:
+            row, col = _row_col(X, pos)
+            _fail(name, f"contains NaN or inf (first at row {row}, column {col})",
+                  "Remove or impute non-finite values before fitting or predicting.")
+        it = np.int32 if max(X.shape[1], nnz) <= _INT32_MAX else np.int64
+        if (data.dtype == dtype and indices.dtype == it and indptr.dtype == indices.dtype
+                and _is_canonical(indptr, indices, data)):
+            out = sp.csr_matrix(X.shape, dtype=dtype)
+            out.data, out.indices, out.indptr = data, indices, indptr
+            out.has_sorted_indices = True
+            out.has_canonical_format = True
+            return out
+    X = sp.csr_matrix(X, copy=True)
+    X.sum_duplicates()  # also sorts indices
+    pos = _first_nonfinite(X.data)
+    if pos >= 0:
+        row, col = _row_col(X, pos)
+        _fail(name, f"contains NaN or inf (first at row {row}, column {col}; an inf can also "
+                    "come from summing duplicate entries)",
+              "Remove or impute non-finite values before fitting or predicting.")
+    if X.dtype != dtype:
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = X.astype(dtype, copy=False)
+        pos = _first_nonfinite(X.data)
+        if pos >= 0:
+            row, col = _row_col(X, pos)
+            _fail(name, f"the value at row {row}, column {col} is too large for "
+                        f"dtype={dtype.name} (it overflows to inf)",
+                  "Scale X's values, or use dtype=np.float64.")
+    X.eliminate_zeros()
+    it = np.int32 if max(X.shape[1], X.nnz) <= _INT32_MAX else np.int64
+    X.indices = X.indices.astype(it, copy=False)
+    X.indptr = X.indptr.astype(np.int64 if X.nnz > _INT32_MAX else it, copy=False)
+    return X
+
+
+def _check_bsr(X, name):
+    indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+    r, c = X.blocksize
+    n_br, n_bc = X.shape[0] // r, X.shape[1] // c
+    fix = "Build the matrix with scipy.sparse constructors or call .check_format()."
+    if (indptr.ndim != 1 or indptr.shape[0] != n_br + 1 or not np.issubdtype(indptr.dtype, np.integer)
+            or not np.issubdtype(indices.dtype, np.integer)):
+        _fail(name, "the BSR matrix's indptr or indices are malformed", fix)
+    if (indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] > indices.shape[0]
+            or indptr[-1] > np.asarray(X.data).shape[0]):
+        _fail(name, "the BSR matrix's indptr is malformed", fix)
+    used = indices[:indptr[-1]]
+    if used.size and (used.min() < 0 or used.max() >= n_bc):
+        _fail(name, "a block column index of the BSR matrix is out of range", fix)
+
+
+def _n_features(est, X, reset, name, dense=False):
+    """Record (reset) or check the column count and feature names."""
+    try:
+        if dense:
+            validate_data(est, X, reset=reset, skip_check_array=True)
+        else:
+            _check_n_features(est, X, reset=reset)
+    except ValueError as e:
+        msg = str(e)
+        if name != "X" and msg.startswith("X "):
+            msg = name + msg[1:]
+        raise ValueError(f"{msg} Pass data with the same columns as at fit (the same "
+                         "encoder or feature mapping).") from None
+
+
+def check_X(est, X, *, reset, name="X"):
+    """Validate X for `est` and return it as canonical CSR of est.dtype.
+
+    reset=True (fit) records n_features_in_ (and feature names) and needs at
+    least one row and one column; reset=False checks the column count against
+    the fitted model and allows zero rows.
+    """
+    dtype = resolve_dtype(est.dtype)
+    if X is None:
+        raise TypeError(f"{name} is None; pass a 2-D array or a scipy sparse matrix.")
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name} is a string; pass a 2-D array or a scipy sparse matrix "
+                        "(to read a file, use fmnumba.readers).")
+    if sp.issparse(X):
+        if X.ndim != 2:
+            _fail(name, f"expected a 2-D matrix, got {X.ndim}-D", "Reshape it.")
+        if X.format not in ("csr", "csc", "coo", "bsr"):
+            X = X.tocoo()  # dok, lil, dia: their own constructors keep them consistent
+        _n_features(est, X, reset, name)
+    else:
+        if hasattr(X, "dtype"):
+            _check_dtype(X, name)
+        if isinstance(X, np.matrix):
+            X = np.asarray(X)
+        try:
+            X = check_array(X, accept_sparse=False, dtype=None, ensure_all_finite=False,
+                            ensure_min_samples=0, ensure_min_features=0, input_name=name)
+        except TypeError as e:
+            raise TypeError(f"{name}: cannot be read as a 2-D numeric array ({e}).") from None
+        except ValueError as e:
+            msg = str(e)
+            if "could not convert" in msg or "setting an array element" in msg:
+                raise TypeError(f"{name}: cannot be read as a 2-D numeric array ({msg}). "
+                                "Pass numbers only.") from None
+            raise ValueError(f"{name}: {msg}") from None
+        _check_dtype(X, name)
+        _n_features(est, X, reset, name, dense=True)
+    if reset and X.shape[0] == 0:
+        _fail(name, f"has 0 sample(s) (shape={X.shape}) while a minimum of 1 is required",
+              "Fitting needs at least one row.")
+    if reset and X.shape[1] == 0:
+        _fail(name, f"has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required",
+              "Fitting needs at least one feature column.")
+    return _canonical_csr(X, dtype, name)
+
+
+def resolve_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}.")
+    return dt
+
+
+def check_y_numeric(y, n_rows, name="y", dtype=None):
+    """y as a finite float64 vector of length n_rows (and, with `dtype`,
+    small enough that the squared loss cannot overflow that dtype)."""
+    if y is None:
+        raise ValueError(f"fit requires y to be passed, but the target y is None ({name}): "
+                         "pass one target per row of X.")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    if y.ndim != 1:
+        _fail(name, f"expected a 1-D target, got shape {y.shape}", "Pass one target per row.")
+    if y.shape[0] != n_rows:
+        _fail(name, f"has {y.shape[0]} entries but X has {n_rows} rows", "Pass one target per row of X.")
+    try:
+        y = y.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: regression targets must be numeric, got dtype {y.dtype}.") from None
+    if not np.all(np.isfinite(y)):
+        _fail(name, f"contains NaN or inf (first at index {int(np.argmin(np.isfinite(y)))})",
+              "Remove those rows or impute the target.")
+    if dtype is not None and y.size:
+        limit = np.sqrt(np.finfo(dtype).max) / 16
+        big = float(np.abs(y).max())
+        if big > limit:
+            _fail(name, f"holds a value of magnitude {big:.3g} (index "
+                        f"{int(np.argmax(np.abs(y)))}), too large for the squared loss in "
+                        f"{np.dtype(dtype).name} (limit {limit:.3g})",
+                  "Standardise y (subtract its mean, divide by its standard deviation) "
+                  "or use dtype=np.float64.")
+    return y
+
+
+def check_sample_weight(sample_weight, n_rows):
+    """Non-negative finite weights (float64, length n_rows) with a positive sum."""
+    if sample_weight is None:
+        return np.ones(n_rows)
+    sw = np.asarray(sample_weight)
+    if sw.ndim == 0:
+        sw = np.full(n_rows, sw)
+    if sw.ndim != 1 or sw.shape[0] != n_rows:
+        _fail("sample_weight", f"has shape {sw.shape} but X has {n_rows} rows",
+              "Pass one weight per row of X.")
+    try:
+        sw = sw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sample_weight must be numeric, got dtype {sw.dtype}.") from None
+    if not np.all(np.isfinite(sw)):
+        _fail("sample_weight", "contains NaN or inf", "Pass finite weights.")
+    if sw.min(initial=0.0) < 0:
+        _fail("sample_weight", f"contains negative values (first at index {int(np.argmax(sw < 0))})",
+              "Weights must be >= 0.")
+    if n_rows and sw.max() <= 0:
+        _fail("sample_weight", "sums to zero", "At least one row needs a positive weight.")
+    if n_rows:
+        # The objective divides by Σ s, so scaling all weights by a power of two
+        # changes nothing but keeps Σ s and s·ℓ inside float32's range.
+        top = float(sw.max())
+        if not 2.0 ** -20 <= top <= 2.0 ** 20:
+            sw = sw * 2.0 ** -np.floor(np.log2(top))
+    return sw
+
+
+def _num(name, value, lo, lo_open, hi=None, integer=False):
+    ok_type = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, ok_type) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}.")
+    if (value <= lo if lo_open else value < lo) or (hi is not None and value > hi):
+        rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
+        raise ValueError(f"{name} must be {rng}, got {value!r}.")
+
+
+def check_params(est, valid_losses):
+    """Validate hyperparameters at fit; messages list the valid choices."""
+    _num("n_factors", est.n_factors, 1, False, integer=True)
+    _num("learning_rate", est.learning_rate, 0, True)
+    _num("max_iter", est.max_iter, 1, False, integer=True)
+    _num("batch_size", est.batch_size, 1, False, integer=True)
+    _num("init_std", est.init_std, 0, False)
+    _num("validation_fraction", est.validation_fraction, 0, True, hi=1)
+    if est.validation_fraction >= 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {est.validation_fraction!r}.")
+    _num("n_iter_no_change", est.n_iter_no_change, 1, False, integer=True)
+    if est.tol is not None:
+        _num("tol", est.tol, 0, False)
+    if est.loss not in valid_losses:
+        raise ValueError(f"loss={est.loss!r} is not supported by {type(est).__name__}; "
+                         f"choose one of {sorted(valid_losses)}.")
+    if est.solver not in ("adam", "sgd"):
+        raise ValueError(f"solver={est.solver!r} is unknown; choose 'adam' or 'sgd'.")
+    if est.device not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"device={est.device!r} is unknown; choose 'cpu', 'cuda' or 'auto'.")
+    if est.n_jobs is not None:
+        _num("n_jobs", est.n_jobs, -1, False, integer=True)
+        if est.n_jobs == 0:
+            raise ValueError("n_jobs must be a positive integer, -1 (all cores) or None.")
+    if not isinstance(est.verbose, numbers.Integral):
+        raise ValueError(f"verbose must be an integer (0 silent, 1 progress bar), got "
+                         f"{est.verbose!r}.")
+    if not (est.random_state is None or isinstance(est.random_state, np.random.RandomState)
+            or (isinstance(est.random_state, numbers.Integral)
+                and not isinstance(est.random_state, bool)
+                and 0 <= est.random_state < 2**32)):
+        raise ValueError(f"random_state must be None, an integer in [0, 2**32) or a "
+                         f"numpy.random.RandomState, got {est.random_state!r}.")
+    if est.on_divergence not in ("raise", "warn"):
+        raise ValueError(f"on_divergence={est.on_divergence!r}; choose 'raise' or 'warn'.")
+    resolve_dtype(est.dtype)
+
+
+def per_feature_l2(name, value, groups, n_features):
+    """Expand an L2 strength to one value per feature, shape (n_features,).
+
+    value is a number, or with `groups` (int array, one group id in
+    [0, n_groups) per feature) a sequence with one strength per group.
+    """
+    if groups is None:
+        if np.ndim(value) != 0:
+            raise ValueError(f"{name} is a sequence but groups=None; pass a single number, "
+                             "or groups= with one group id per feature.")
+        _num(name, value, 0, False)
+        return np.full(n_features, float(value))
+    g = np.asarray(groups)
+    if g.ndim != 1 or g.shape[0] != n_features or not np.issubdtype(g.dtype, np.integer):
+        raise ValueError(f"groups must be an integer array with one group id per feature "
+                         f"({n_features}), got shape {g.shape} and dtype {g.dtype}.")
+    if g.size and g.min() < 0:
+        raise ValueError("groups: group ids must be >= 0.")
+    n_groups = int(g.max()) + 1 if g.size else 0
+    vals = np.asarray(value, dtype=float)
+    if vals.ndim == 0:
+        vals = np.full(n_groups, float(vals))
+    if vals.shape != (n_groups,):
+        raise ValueError(f"{name} has {vals.shape[0] if vals.ndim else 1} values but groups "
+                         f"defines {n_groups} groups; pass one strength per group.")
+    for i, v in enumerate(vals):
+        _num(f"{name}[{i}]", float(v), 0, False)
+    return vals[g]
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_model_size(n_features, n_factors, dtype, solver, name="X"):
+    """Refuse, before allocating, a parameter table that cannot fit in memory:
+    P = [w | V] (n_features × (1 + n_factors)), Adam's M and S and one
+    snapshot for the divergence guard."""
+    copies = 4 if solver == "adam" else 2
+    need = n_features * (1 + n_factors) * np.dtype(dtype).itemsize * copies
+    have = _physical_memory()
+    if have and need > have:
+        raise MemoryError(
+            f"{name} has {n_features:,} features: with n_factors={n_factors} the model and "
+            f"its {solver} state need {need / 2**30:.1f} GiB but this machine has "
+            f"{have / 2**30:.1f} GiB. Reduce n_factors, hash or prune rare features, or "
+            "use solver='sgd' (no optimiser state).")
+
+
+def drop_zero_weight_rows(X, y, sw, dtype):
+    """Remove the rows whose weight is zero in the model's dtype.
+
+    A zero weight means "not in the objective", as in scikit-learn: the row
+    is dropped, so it neither shapes a mini-batch nor draws L2 decay, and a
+    mini-batch can never have a zero total weight. Returns (X, y, sw)
+    unchanged (no copy) when every weight is positive.
+    """
+    keep = sw.astype(dtype) > 0
+    if keep.all():
+        return X, y, sw
+    idx = np.flatnonzero(keep)
+    Xk = X[idx]
+    if not isinstance(Xk, sp.csr_matrix):
+        Xk = sp.csr_matrix(Xk)
+    Xk.indices = Xk.indices.astype(X.indices.dtype, copy=False)
+    Xk.indptr = Xk.indptr.astype(X.indptr.dtype, copy=False)
+    return Xk, y[idx], sw[idx]

@@ -1,0 +1,173 @@
+"""Lazy fused Adam: gradient, moment update and parameter update in place.
+
+Semantics (mirrored exactly by tests/naive.py):
+
+* One global step counter t, incremented once per mini-batch (t = 1 for the
+  first batch ever, carried across epochs and partial_fit calls); bias
+  corrections use it.
+* The batch objective is Σ_r s_r [ℓ(ŷ_r, y_r) + ½ Σ_{j: x_rj ≠ 0}
+  (λ_w w_j² + λ_v ‖v_j‖²)] / Σ_r s_r over the batch rows: L2 is charged per
+  occurrence, as libFM's SGD does, so only touched rows are regularised.
+* Only rows j with a nonzero in the batch ("touched") change: their moments
+  m, s and parameters get the Adam update; untouched rows and their moments
+  are left exactly as they are (no decay), like PyTorch's SparseAdam.
+* The intercept w0 is unregularised and updated every batch.
+"""
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._config import FASTMATH, kernel
+from .forward import forward_batch
+from .transpose import transpose_batch
+
+N_SPLIT = 64  # interleaved work units per update: spreads hot features
+
+
+@njit(inline="always", fastmath=FASTMATH, nogil=True)
+def _adam_row(a, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
+              b1, b2, c1, c2, step, rbc2, ep, lam_w, lam_v):
+    """Gradient and Adam update of row uniq[a] (see adam_update)."""
+    k = P.shape[1] - 1
+    t = P.dtype.type
+    j = uniq[a]
+    gw = t(0)
+    gx2 = t(0)
+    sreg = t(0)
+    for f in range(k):
+        gq[f] = t(0)
+    for e in range(starts[a], starts[a + 1]):
+        i = ent_row[e]
+        x = ent_val[e]
+        gx = G[i] * x
+        gw += gx
+        gx2 += gx * x
+        sreg += sb[i]
+        for f in range(k):
+            gq[f] += gx * Q[i, f]
+    rw = lam_w[j] * sreg
+    rv = lam_v[j] * sreg
+    for col in range(k + 1):
+        p = P[j, col]
+        if col == 0:
+            g = (gw + rw * p) * isum
+        else:
+            g = (gq[col - 1] - p * gx2 + rv * p) * isum
+        m = b1 * M[j, col] + c1 * g
+        s = b2 * S[j, col] + c2 * g * g
+        M[j, col] = m
+        S[j, col] = s
+        P[j, col] = p - step * m / (np.sqrt(s) * rbc2 + ep)
+
+
+@njit(inline="always", fastmath=FASTMATH, nogil=True)
+def _adam_consts(P, lr, beta1, beta2, eps, bc1, bc2, inv_s):
+    t = P.dtype.type
+    one = t(1)
+    return (t(beta1), t(beta2), one - t(beta1), one - t(beta2), t(lr / bc1),
+            t(1.0 / np.sqrt(bc2)), t(eps), t(inv_s))
+
+
+@kernel(parallel=True)
+def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
+                P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v):
+    """Adam update of the rows uniq[:n_uniq] of P (and of M, S) in place.
+
+    G (nb,) holds s_r·g_r, sb (nb,) s_r, Q (nb × k) the cached q; inv_s is
+    1 / Σ_batch s_r; lam_w, lam_v (n_features,) are the per-feature L2
+    strengths (of P's dtype); bc1, bc2 = 1 − β^t. Each row's gradient is
+    summed in batch order and each row is owned by one thread, so results do
+    not depend on the thread count.
+    """
+    b1, b2, c1, c2, step, rbc2, ep, isum = _adam_consts(P, lr, beta1, beta2, eps,
+                                                         bc1, bc2, inv_s)
+    for c in prange(N_SPLIT):
+        gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
+        for a in range(c, n_uniq, N_SPLIT):
+            _adam_row(a, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
+                      b1, b2, c1, c2, step, rbc2, ep, lam_w, lam_v)
+
+
+def adam_epoch(*args):
+    """One epoch of mini-batch lazy Adam; see _adam_epoch for the arguments.
+
+    Starts Numba's thread pool first: a cached serial function that calls
+    parallel kernels segfaults when loaded before the pool exists
+    (numba/numba#8578).
+    """
+    numba.get_num_threads()
+    return _adam_epoch(*args)
+
+
+@kernel()
+def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
+               P, M, S, bstate, t0, lr, beta1, beta2, eps, lam_w, lam_v, cnt,
+               batch_loss, batch_weight):
+    """One epoch of mini-batch lazy Adam over rows in the given order.
+
+    lam_w, lam_v: per-feature L2 (n_features,), P's dtype.
+    bstate = [w0, m_w0, s_w0] is updated in place; t0 is the global step
+    count before the epoch. batch_loss[b] / batch_weight[b] receive the
+    batch's Σ s·ℓ and Σ s (measured before its update). cnt (n_features,)
+    int64 is zero scratch. Stops before updating on the first non-finite
+    batch loss. Returns (t, n_batches_done).
+    """
+    n = order.shape[0]
+    k = P.shape[1] - 1
+    dt = P.dtype
+    nb_max = min(batch_size, n)
+    yhat = np.empty(nb_max, dtype=dt)
+    Q = np.empty((nb_max, k), dtype=dt)
+    G = np.empty(nb_max, dtype=dt)
+    L = np.empty(nb_max, dtype=np.float64)
+    sb = np.empty(nb_max, dtype=dt)
+    max_nnz = 0
+    for start in range(0, n, batch_size):
+        tot = 0
+        for i in range(start, min(n, start + batch_size)):
+            r = order[i]
+            tot += indptr[r + 1] - indptr[r]
+        max_nnz = max(max_nnz, tot)
+    uniq = np.empty(max_nnz, dtype=indices.dtype)
+    starts = np.empty(max_nnz + 1, dtype=np.int64)
+    ent_row = np.empty(max_nnz, dtype=np.int64)
+    ent_val = np.empty(max_nnz, dtype=dt)
+    t = t0
+    done = 0
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        nb = stop - start
+        rows = order[start:stop]
+        forward_batch(indptr, indices, data, y, sw, rows, loss_code,
+                      bstate[0], P, yhat[:nb], Q[:nb], G[:nb], L[:nb])
+        lsum = 0.0
+        ssum = 0.0
+        gsum = 0.0
+        for i in range(nb):
+            lsum += L[i]
+            sb[i] = sw[rows[i]]
+            ssum += sb[i]
+            gsum += G[i]
+        batch_loss[done] = lsum
+        batch_weight[done] = ssum
+        if not np.isfinite(lsum) or not np.isfinite(gsum):
+            return t, done
+        if ssum <= 0:  # all weights zero: nothing to learn from this batch
+            done += 1
+            continue
+        t += 1
+        bc1 = 1.0 - beta1 ** t
+        bc2 = 1.0 - beta2 ** t
+        inv_s = 1.0 / ssum
+        u = transpose_batch(indptr, indices, data, rows, cnt, uniq, starts,
+                            ent_row, ent_val)
+        adam_update(uniq, u, starts, ent_row, ent_val, G[:nb], sb[:nb],
+                    Q[:nb], inv_s, P, M, S, lr, beta1, beta2, eps, bc1, bc2,
+                    lam_w, lam_v)
+        # intercept: plain Adam on the scalar, in float64
+        g0 = gsum * inv_s
+        bstate[1] = beta1 * bstate[1] + (1.0 - beta1) * g0
+        bstate[2] = beta2 * bstate[2] + (1.0 - beta2) * g0 * g0
+        bstate[0] -= lr / bc1 * bstate[1] / (np.sqrt(bstate[2] / bc2) + eps)
+        done += 1
+    return t, done

@@ -1,0 +1,25 @@
+"""Batch prediction over CSR rows."""
+import numpy as np
+from numba import prange
+
+from .._config import kernel
+from ._row import row_forward
+
+CHUNK = 1024
+
+
+@kernel(parallel=True)
+def predict_csr(indptr, indices, data, w0, P, out):
+    """out[r] = ŷ(x_r) for every CSR row r; out (n_rows,) of P's dtype.
+
+    Rows are split into chunks of CHUNK; each chunk owns one k-wide q buffer,
+    so extra memory is O(threads·k) whatever the number of rows.
+    """
+    n = out.shape[0]
+    k = P.shape[1] - 1
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(n_chunks):
+        q = np.empty(k, dtype=P.dtype)
+        stop = min(n, (c + 1) * CHUNK)
+        for r in range(c * CHUNK, stop):
+            out[r] = w0 + row_forward(indptr, indices, data, P, r, q)

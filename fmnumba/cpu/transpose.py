@@ -1,0 +1,44 @@
+"""Per-batch transpose of CSR rows into feature-major entry lists."""
+from .._config import kernel
+
+
+@kernel()
+def transpose_batch(indptr, indices, data, rows, cnt, uniq, starts,
+                    ent_row, ent_val):
+    """Counting sort of the batch's nonzero entries by feature.
+
+    rows (nb,): the batch's row ids. cnt (n_features,) int64 must be all zero
+    on entry and is left all zero. Fills uniq[:u] with the distinct features
+    (first-appearance order), starts[:u+1] with their offsets, and
+    ent_row/ent_val[starts[j]:starts[j+1]] with (position in batch, x) of
+    uniq[j]'s entries in batch order (stable, so sums are deterministic).
+    Explicit zeros are skipped: they neither touch a row nor count.
+    Returns u, the number of distinct features.
+    """
+    u = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for p in range(indptr[r], indptr[r + 1]):
+            if data[p] != 0:
+                j = indices[p]
+                if cnt[j] == 0:
+                    uniq[u] = j
+                    u += 1
+                cnt[j] += 1
+    starts[0] = 0
+    for a in range(u):
+        j = uniq[a]
+        starts[a + 1] = starts[a] + cnt[j]
+        cnt[j] = starts[a]  # reuse as write cursor
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for p in range(indptr[r], indptr[r + 1]):
+            if data[p] != 0:
+                j = indices[p]
+                e = cnt[j]
+                ent_row[e] = i
+                ent_val[e] = data[p]
+                cnt[j] = e + 1
+    for a in range(u):
+        cnt[uniq[a]] = 0
+    return u

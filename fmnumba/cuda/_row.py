@@ -1,0 +1,50 @@
+"""The per-row FM forward pass, split over a group of `lanes` threads.
+
+Lane l of a group handles the columns col = l, l + lanes, ... of P = [w | V]:
+column 0 gives the linear term, column f + 1 gives q_f = Σ_i v_if x_i (kept
+in a register; written to Q when asked) and its share ½(q_f² − Σ_i v_if² x_i²).
+Consecutive lanes read consecutive columns of the same P row (coalesced).
+`group_sum` adds the lanes' shares in a fixed tree order through shared
+memory (float64), so the result is deterministic.
+"""
+from numba import cuda
+
+
+@cuda.jit(device=True)
+def lane_share(indptr, indices, data, P, r, lane, lanes, Q, i, keep_q, zero, half):
+    """This lane's share of Σ_i w_i x_i + ½ Σ_f (q_f² − Σ_i v_if² x_i²)."""
+    k = P.shape[1] - 1
+    p0 = indptr[r]
+    p1 = indptr[r + 1]
+    acc = zero
+    for col in range(lane, k + 1, lanes):
+        if col == 0:
+            for p in range(p0, p1):
+                acc += P[indices[p], 0] * data[p]
+        else:
+            qf = zero
+            sq = zero
+            for p in range(p0, p1):
+                v = P[indices[p], col] * data[p]
+                qf += v
+                sq += v * v
+            if keep_q:
+                Q[i, col - 1] = qf
+            acc += half * (qf * qf - sq)
+    return acc
+
+
+@cuda.jit(device=True)
+def group_sum(red, tid, lane, lanes, val):
+    """Sum `val` over the `lanes` threads of this group (all threads of the
+    block must call it: it synchronises the block)."""
+    cuda.syncthreads()
+    red[tid] = val
+    cuda.syncthreads()
+    s = lanes // 2
+    while s > 0:
+        if lane < s:
+            red[tid] += red[tid + s]
+        cuda.syncthreads()
+        s //= 2
+    return red[tid - lane]

@@ -1,0 +1,342 @@
+"""scikit-learn estimators: validate, call the solver, hold fitted state."""
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from . import _validation as V
+from .backend import get_kernels
+from .losses import LOSS_CODES, LOGISTIC
+from .solvers import FMState, TrainConfig, numba_threads, predict_raw, train
+
+
+class _BaseFM(BaseEstimator):
+    """Shared parameters and machinery of FMRegressor and FMClassifier."""
+
+    _valid_losses = ()
+
+    def __init__(self, n_factors=8, *, loss="squared", solver="adam",
+                 learning_rate=0.002, max_iter=30, batch_size=256, l2_reg_w=0.01,
+                 l2_reg_v=0.01, init_std=0.01, tol=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, warm_start=False,
+                 random_state=None, n_jobs=None, device="cpu", dtype=np.float32,
+                 verbose=0, on_divergence="raise", groups=None):
+        self.n_factors = n_factors
+        self.loss = loss
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.l2_reg_w = l2_reg_w
+        self.l2_reg_v = l2_reg_v
+        self.init_std = init_std
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.device = device
+        self.dtype = dtype
+        self.verbose = verbose
+        self.on_divergence = on_divergence
+        self.groups = groups
+
+    # --- fitted views -------------------------------------------------
+    @property
+    def coef_(self):
+        """Linear weights w, shape (n_features,): a view of the table P."""
+        check_is_fitted(self, "_state")
+        return self._state.P[:, 0]
+
+    @property
+    def factors_(self):
+        """Factor matrix V, shape (n_features, n_factors): a view of P."""
+        check_is_fitted(self, "_state")
+        return self._state.P[:, 1:]
+
+    @property
+    def intercept_(self):
+        """Global bias w0 (float)."""
+        check_is_fitted(self, "_state")
+        return float(self._state.bstate[0])
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_state")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # --- training -----------------------------------------------------
+    def _encode_y(self, y, n_rows, fitting):
+        raise NotImplementedError
+
+    def _init_w0(self, y, sw):
+        raise NotImplementedError
+
+    def _config(self, n_features):
+        return TrainConfig(
+            loss_code=LOSS_CODES[self.loss], solver=self.solver,
+            learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
+            l2_reg_w=V.per_feature_l2("l2_reg_w", self.l2_reg_w, self.groups, n_features),
+            l2_reg_v=V.per_feature_l2("l2_reg_v", self.l2_reg_v, self.groups, n_features),
+            tol=self.tol, n_iter_no_change=int(self.n_iter_no_change),
+            early_stopping=bool(self.early_stopping), on_divergence=self.on_divergence,
+            verbose=int(self.verbose))
+
+    def _fit(self, X, y, sample_weight, eval_set, max_iter, partial, classes=None):
+        saved = {a: self.__dict__[a] for a in _FIT_ATTRS if a in self.__dict__}
+        try:  # a call rejected by validation leaves a fitted model as it was
+            V.check_params(self, self._valid_losses)
+            resume = hasattr(self, "_state") and (partial or self.warm_start)
+            Xc = V.check_X(self, X, reset=not resume)
+            y_enc = self._encode_y(y, Xc.shape[0], fitting=not resume, classes=classes)
+            sw = V.check_sample_weight(sample_weight, Xc.shape[0])
+            dtype = V.resolve_dtype(self.dtype)
+            Xc, y_enc, sw = V.drop_zero_weight_rows(Xc, y_enc, sw, dtype)
+            if resume and (self._state.P.dtype != dtype
+                           or self._state.P.shape[1] != 1 + self.n_factors):
+                raise ValueError("warm_start/partial_fit: n_factors and dtype must match the "
+                                 "fitted model; set warm_start=False to start over.")
+            if not hasattr(self, "_rng") or not resume:
+                self._rng = check_random_state(self.random_state)
+            rng = np.random.default_rng(self._rng.randint(0, 2**31 - 1))
+            val = None
+            if eval_set is not None:
+                val = self._check_eval_set(eval_set, dtype)
+            elif self.early_stopping and not partial:
+                Xc, y_enc, sw, val = _split_validation(Xc, y_enc, sw, self.validation_fraction,
+                                                       rng)
+            kern = get_kernels(self.device, Xc.nnz)
+            if not resume:
+                V.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
+            cfg = self._config(Xc.shape[1])
+        except BaseException:
+            for a in _FIT_ATTRS:
+                self.__dict__.pop(a, None)
+            self.__dict__.update(saved)
+            raise
+        if not resume:
+            self._state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
+                                       float(self.init_std), self._init_w0(y_enc, sw), rng)
+            self.history_ = {"train_loss": [], "val_loss": [], "time_s": []}
+            self.n_iter_ = 0
+        cfg.history = self.history_
+        y_k = y_enc.astype(dtype)
+        try:
+            self.n_iter_ += train(kern, Xc, y_k, sw, self._state, cfg, max_iter, rng,
+                                  n_jobs=self.n_jobs, val=val)
+        finally:
+            self.n_iter_ = len(self.history_["train_loss"])
+        return self
+
+    def _check_eval_set(self, eval_set, dtype):
+        if isinstance(eval_set, list) and len(eval_set) == 1:
+            eval_set = eval_set[0]
+        if not isinstance(eval_set, tuple) or len(eval_set) not in (2, 3):
+            raise ValueError("eval_set must be a tuple (X_val, y_val) or "
+                             "(X_val, y_val, sample_weight_val).")
+        Xv = V.check_X(self, eval_set[0], reset=False, name="eval_set[0]")
+        yv = self._encode_y(eval_set[1], Xv.shape[0], fitting=False, name="eval_set[1]")
+        swv = V.check_sample_weight(eval_set[2] if len(eval_set) == 3 else None, Xv.shape[0])
+        if Xv.shape[0] == 0:
+            raise ValueError("eval_set[0] has 0 rows; pass a non-empty validation set.")
+        return Xv, yv, swv
+
+    def fit(self, X, y, sample_weight=None, eval_set=None):
+        """Train for up to max_iter epochs (from scratch unless warm_start).
+
+        X: (n_samples, n_features) sparse or dense; y: (n_samples,);
+        sample_weight: (n_samples,) non-negative; eval_set: (X_val, y_val)
+        whose loss is recorded in history_ and used by early_stopping.
+        """
+        return self._fit(X, y, sample_weight, eval_set, int(self.max_iter) if
+                         isinstance(self.max_iter, (int, np.integer)) else self.max_iter,
+                         partial=False)
+
+    def partial_fit(self, X, y, sample_weight=None, eval_set=None, **kw):
+        """One epoch over (X, y), continuing from the fitted state (Adam
+        moments and step count kept)."""
+        return self._fit(X, y, sample_weight, eval_set, 1, partial=True, **kw)
+
+    def _decision(self, X):
+        """Raw model output ŷ, shape (n_samples,), float64."""
+        check_is_fitted(self, "_state")
+        Xc = V.check_X(self, X, reset=False)
+        kern = get_kernels("cpu")
+        with numba_threads(self.n_jobs):
+            out = predict_raw(kern, Xc, self._state)
+        if not np.all(np.isfinite(out)):
+            bad = int(np.argmin(np.isfinite(out)))
+            raise ValueError(
+                f"X: the prediction for row {bad} overflowed {self._state.P.dtype} "
+                "(values too large for the model). Scale X's values or use dtype=np.float64.")
+        return out.astype(np.float64)
+
+    def save(self, path):
+        """Write the fitted model to `path` (.npz + JSON metadata, no pickle)."""
+        from .io import save_model
+        save_model(self, path)
+
+
+# set by validation in _fit; restored when a call is rejected
+_FIT_ATTRS = ("n_features_in_", "feature_names_in_", "classes_", "_rng")
+
+
+def _split_validation(X, y, sw, fraction, rng):
+    n = X.shape[0]
+    n_val = int(np.ceil(fraction * n))
+    if n_val < 1 or n - n_val < 1:
+        raise ValueError(f"early_stopping needs at least 2 samples to split off a "
+                         f"validation_fraction={fraction} (got {n}).")
+    perm = rng.permutation(n)
+    va, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return X[tr], y[tr], sw[tr], (X[va], y[va], sw[va])
+
+
+class FMRegressor(RegressorMixin, _BaseFM):
+    """Factorization Machine regressor (squared loss) on sparse or dense X.
+
+    ŷ(x) = w0 + Σ_i w_i x_i + Σ_{i<j} <v_i, v_j> x_i x_j, trained with lazy
+    mini-batch Adam (default) or Hogwild SGD. See fmnumba's README for the
+    measured defaults.
+    """
+
+    _valid_losses = ("squared",)
+
+    def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
+        return V.check_y_numeric(y, n_rows, name=name, dtype=V.resolve_dtype(self.dtype))
+
+    def _init_w0(self, y, sw):
+        return float(np.dot(sw, y) / sw.sum())
+
+    def predict(self, X):
+        """Predicted targets ŷ, shape (n_samples,), float64."""
+        return self._decision(X)
+
+
+class FMClassifier(ClassifierMixin, _BaseFM):
+    """Factorization Machine binary classifier (logistic or hinge loss).
+
+    Labels may be any two classes (classes_); predict returns them, and
+    predict_proba (logistic loss only) returns [P(classes_[0]), P(classes_[1])].
+    """
+
+    _valid_losses = ("logistic", "hinge")
+
+    def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
+                 learning_rate=0.002, max_iter=30, batch_size=256, l2_reg_w=0.01,
+                 l2_reg_v=0.01, init_std=0.01, tol=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=5, warm_start=False,
+                 random_state=None, n_jobs=None, device="cpu", dtype=np.float32,
+                 verbose=0, on_divergence="raise", groups=None):
+        super().__init__(
+            n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
+            max_iter=max_iter, batch_size=batch_size, l2_reg_w=l2_reg_w,
+            l2_reg_v=l2_reg_v, init_std=init_std, tol=tol, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            warm_start=warm_start, random_state=random_state, n_jobs=n_jobs,
+            device=device, dtype=dtype, verbose=verbose, on_divergence=on_divergence,
+            groups=groups)
+
+    def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
+                             f"y is None ({name}): fit needs a label for every row of X.")
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.ndim != 1:
+            raise ValueError(f"{name}: expected a 1-D array of labels, got shape {y.shape}.")
+        if y.shape[0] != n_rows:
+            raise ValueError(f"{name} has {y.shape[0]} labels but X has {n_rows} rows; "
+                             "pass one label per row of X.")
+        if y.dtype.kind == "c":
+            raise ValueError(f"{name}: Complex data not supported as labels; pass two classes.")
+        if y.dtype.kind == "O" and any(isinstance(v, float) and not np.isfinite(v) for v in y):
+            raise ValueError(f"{name} contains NaN or inf (missing labels); remove those rows.")
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError(f"{name} contains NaN or inf; remove those rows.")
+        if y.dtype.kind == "O" and len({type(v) for v in y[:10_000]}) > 1:
+            try:
+                np.unique(y)
+            except TypeError:
+                raise TypeError(f"{name} mixes label types ({sorted({type(v).__name__ for v in y})}) "
+                                "that cannot be compared; convert the labels to one type, "
+                                "e.g. y.astype(str).") from None
+        if fitting:
+            if classes is not None:
+                cls = np.unique(np.asarray(classes))
+            else:
+                kind = type_of_target(y, input_name=name)
+                if kind == "continuous":
+                    raise ValueError(f"Unknown label type: {name} holds continuous values; "
+                                     "FMClassifier needs two classes (use FMRegressor for "
+                                     "regression).")
+                cls = np.unique(y)
+            if cls.shape[0] != 2:
+                raise ValueError(
+                    f"{name}: FMClassifier needs exactly 2 classes, got {cls.shape[0]} "
+                    f"class{'es' if cls.shape[0] != 1 else ''} ({cls[:5].tolist()}). "
+                    + ("Add samples of a second class." if cls.shape[0] < 2 else
+                       "Only binary classification is supported. For more classes wrap "
+                       "it in sklearn.multiclass.OneVsRestClassifier."))
+            self.classes_ = cls
+        pos = np.isin(y, self.classes_)
+        if not pos.all():
+            bad = y[~pos][0]
+            bad = bad.item() if isinstance(bad, np.generic) else bad
+            raise ValueError(f"{name} contains the label {bad!r}, which is not one of the "
+                             f"classes seen at fit {self.classes_.tolist()}.")
+        return np.where(y == self.classes_[1], 1.0, -1.0)
+
+    def _init_w0(self, y, sw):
+        p = float(np.dot(sw, y > 0) / sw.sum())
+        if self.loss == "logistic":
+            p = min(max(p, 1e-6), 1 - 1e-6)
+            return float(np.log(p / (1 - p)))
+        return 2 * p - 1
+
+    def partial_fit(self, X, y, sample_weight=None, eval_set=None, classes=None):
+        """One epoch on (X, y), continuing from the fitted state. The first
+        call takes the two labels from `classes`, or from y when omitted."""
+        return super().partial_fit(X, y, sample_weight, eval_set, classes=classes)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def decision_function(self, X):
+        """Raw model output ŷ, shape (n_samples,), float64: > 0 means classes_[1]."""
+        return self._decision(X)
+
+    def predict(self, X):
+        """Predicted class labels, shape (n_samples,)."""
+        d = self.decision_function(X)
+        return self.classes_[(d > 0).astype(np.intp)]
+
+    def _has_proba(self):
+        if self.loss != "logistic":
+            raise AttributeError(f"predict_proba is not available for loss={self.loss!r}; "
+                                 "use loss='logistic'.")
+        return True
+
+    @available_if(_has_proba)
+    def predict_proba(self, X):
+        """Class probabilities [1 − σ(ŷ), σ(ŷ)], shape (n_samples, 2); logistic loss only."""
+        d = self.decision_function(X)
+        p1 = 0.5 * (1.0 + np.tanh(0.5 * d))  # σ(d) without overflow
+        return np.column_stack([1.0 - p1, p1])
+
+    @available_if(_has_proba)
+    def predict_log_proba(self, X):
+        """log of predict_proba, computed stably; logistic loss only."""
+        d = self.decision_function(X)
+        return -np.column_stack([np.logaddexp(0, d), np.logaddexp(0, -d)])

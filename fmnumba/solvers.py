@@ -1,0 +1,236 @@
+"""The training loop: shuffling, epochs, early stopping, divergence guard,
+progress and history. Kernels come from backend.py; nothing here is per-row.
+"""
+import threading
+import time
+import warnings
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from .losses import loss_numpy
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or parameter; the model holds the
+    last finite parameters (those at the start of the failing epoch) and, for
+    Adam, freshly reset moments (M = S = 0, step count 0)."""
+
+
+@dataclass
+class FMState:
+    """Everything a fit needs to resume: P = [w | V] (n_features × (1+k)),
+    Adam moments M and S of P's shape, bstate = [w0, m_w0, s_w0] and the
+    global Adam step count t."""
+    P: np.ndarray
+    bstate: np.ndarray
+    M: np.ndarray = None
+    S: np.ndarray = None
+    t: int = 0
+
+    @classmethod
+    def init(cls, n_features, k, dtype, init_std, w0, rng):
+        P = np.zeros((n_features, 1 + k), dtype=dtype)
+        step = max(1, (1 << 20) // max(k, 1))  # same draws as one call, bounded float64 temporary
+        for a in range(0, n_features, step):
+            b = min(n_features, a + step)
+            P[a:b, 1:] = rng.normal(0.0, init_std, size=(b - a, k))
+        return cls(P=P, bstate=np.array([w0, 0.0, 0.0]))
+
+    def ensure_adam(self):
+        if self.M is None:
+            self.M = np.zeros_like(self.P)
+            self.S = np.zeros_like(self.P)
+
+
+@dataclass
+class TrainConfig:
+    loss_code: int
+    solver: str
+    learning_rate: float
+    batch_size: int
+    l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,)
+    l2_reg_v: np.ndarray
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    tol: float = None
+    n_iter_no_change: int = 5
+    early_stopping: bool = False
+    on_divergence: str = "raise"
+    verbose: int = 0
+    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [],
+                                                    "time_s": []})
+
+
+@contextmanager
+def numba_threads(n_jobs):
+    """Set Numba's thread count for the block and restore it afterwards."""
+    if n_jobs is None:
+        yield numba.get_num_threads()
+        return
+    old = numba.get_num_threads()
+    n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else min(n_jobs, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(old)
+
+
+def predict_raw(kern, X, state):
+    """ŷ for every row of canonical CSR X (n_rows,), in P's dtype."""
+    out = np.empty(X.shape[0], dtype=state.P.dtype)
+    if X.shape[0]:
+        with _serial_if_unsafe():
+            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bstate[0]),
+                             state.P, out)
+    return out
+
+
+_WORKQUEUE_LOCK = threading.RLock()
+
+
+@contextmanager
+def _serial_if_unsafe():
+    """Serialise kernel launches when Numba runs on its 'workqueue' threading
+    layer, which aborts the process on concurrent parallel launches; the omp
+    and tbb layers are thread-safe and run concurrent calls in parallel."""
+    try:
+        safe = numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel region has run yet: layer not chosen
+        safe = False
+    if safe:
+        yield
+    else:
+        with _WORKQUEUE_LOCK:
+            yield
+
+
+def _weighted_loss(code, yhat, y, sw):
+    return float(np.dot(sw, loss_numpy(code, yhat, y)) / sw.sum())
+
+
+def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch):
+    """One epoch; returns (Σ s·ℓ, Σ s) over the rows visited before any
+    non-finite loss, and whether everything stayed finite."""
+    if cfg.solver == "adam":
+        state.ensure_adam()
+        n_batches = -(-order.shape[0] // cfg.batch_size)
+        bl = np.zeros(n_batches)
+        bw = np.zeros(n_batches)
+        t, done = kern.adam_epoch(
+            X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
+            state.P, state.M, state.S, state.bstate, state.t, cfg.learning_rate,
+            cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw)
+        state.t = int(t)
+        ok = done == n_batches
+        return bl[:done].sum(), bw[:done].sum(), ok
+    L = np.empty(order.shape[0])
+    kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
+                   state.P, state.bstate, cfg.learning_rate, cfg.l2_reg_w, cfg.l2_reg_v, L)
+    fin = np.isfinite(L)
+    return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
+
+
+def _restore(state, snap):
+    """Put back the parameters of the epoch start. The Adam moments moved on
+    during the failed epoch and were not saved (that would double the memory),
+    so Adam restarts: M, S, the w0 moments and the step count are reset."""
+    state.P[...] = snap[0]
+    state.bstate[...] = snap[1]
+    if state.M is not None:
+        state.M[...] = 0
+        state.S[...] = 0
+        state.bstate[1:] = 0
+        state.t = 0
+
+
+def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
+    """Run up to max_iter epochs on canonical CSR X with targets y (in the
+    loss's encoding, P's dtype) and weights sw; val = (Xv, yv, swv) or None.
+
+    Returns the number of epochs run. Appends to cfg.history. Raises
+    DivergenceError (or warns, with on_divergence="warn") after restoring the
+    last finite parameters.
+    """
+    n = X.shape[0]
+    dtype = state.P.dtype
+    sw_k = (sw / sw.mean()).astype(dtype) if cfg.solver == "sgd" else sw.astype(dtype)
+    cfg.l2_reg_w = np.asarray(cfg.l2_reg_w, dtype=dtype)
+    cfg.l2_reg_v = np.asarray(cfg.l2_reg_v, dtype=dtype)
+    scratch = np.zeros(X.shape[1], dtype=np.int64)
+    hist = cfg.history
+    best = (np.inf, None, 0)
+    no_improve = 0
+    epochs = 0
+    bar = None
+    if cfg.verbose:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=max_iter, desc="fmnumba fit", unit="epoch")
+    t_start = time.perf_counter() - (hist["time_s"][-1] if hist["time_s"] else 0.0)
+    try:
+        snap = None
+        # a device backend keeps its parameter copy resident for the whole fit
+        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, \
+                getattr(kern, "session", nullcontext)():
+            for _ in range(max_iter):
+                if snap is None:
+                    snap = (state.P.copy(), state.bstate.copy())
+                else:  # reuse the buffer: never two snapshots alive at once
+                    np.copyto(snap[0], state.P)
+                    np.copyto(snap[1], state.bstate)
+                order = rng.permutation(n).astype(np.int64)
+                try:
+                    lsum, wsum, ok = _run_epoch(kern, X, y, sw_k, order, state, cfg,
+                                                n_threads, scratch)
+                except KeyboardInterrupt:
+                    _restore(state, snap)
+                    raise
+                ok = ok and np.isfinite(lsum) and bool(np.isfinite(state.P).all()) \
+                    and bool(np.isfinite(state.bstate).all())
+                if not ok:
+                    _restore(state, snap)
+                    msg = (f"training diverged in epoch {len(hist['train_loss']) + 1} "
+                           f"(non-finite loss or parameters) with learning_rate="
+                           f"{cfg.learning_rate}. The model keeps the last finite parameters "
+                           "(from the end of the previous epoch). Try a smaller learning_rate, "
+                           "stronger l2_reg_w/l2_reg_v, scaling X's values, or dtype=np.float64.")
+                    if cfg.on_divergence == "warn":
+                        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                        break
+                    raise DivergenceError(msg)
+                epochs += 1
+                train_loss = lsum / wsum if wsum > 0 else float("nan")
+                hist["train_loss"].append(float(train_loss))
+                hist["time_s"].append(time.perf_counter() - t_start)
+                val_loss = None
+                if val is not None:
+                    val_loss = _weighted_loss(cfg.loss_code, predict_raw(kern, val[0], state),
+                                              val[1], val[2])
+                    hist["val_loss"].append(val_loss)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(train_loss=f"{train_loss:.4f}",
+                                    **({} if val_loss is None else {"val_loss": f"{val_loss:.4f}"}))
+                monitor = val_loss if (cfg.early_stopping and val is not None) else train_loss
+                if cfg.tol is None and not cfg.early_stopping:
+                    continue
+                tol = cfg.tol or 0.0
+                if monitor < best[0] - tol:
+                    keep = (state.P.copy(), state.bstate.copy()) if cfg.early_stopping else None
+                    best = (monitor, keep, epochs)
+                    no_improve = 0
+                else:
+                    no_improve += 1
+                    if no_improve >= cfg.n_iter_no_change:
+                        break
+    finally:
+        if bar is not None:
+            bar.close()
+    if cfg.early_stopping and best[1] is not None and best[2] < epochs:
+        state.P[...] = best[1][0]
+        state.bstate[...] = best[1][1]
+    return epochs

@@ -1,0 +1,399 @@
+"""Hypothesis fuzzing of fmnumba's public entry points, run as a subprocess by
+tests/test_fuzz.py so that a segfault or an abort fails that test instead of
+killing pytest.
+
+    python tests/_fuzz_worker.py --examples 2000 --out result.json
+
+Each case builds adversarial input (hand-built CSR/CSC/COO with malformed
+structure and odd dtypes, dense arrays, NaN/inf/huge/tiny values, bad labels,
+weights and hyperparameters, mutated model files) and calls fit, predict,
+predict_proba, score, partial_fit or load. The contract checked:
+
+* the only exceptions are ValueError, TypeError (NotFittedError is a
+  ValueError), MemoryError for impossible model sizes and DivergenceError;
+  anything else (IndexError, AssertionError, a Numba typing error...) fails;
+* a fit that returns leaves finite parameters; a prediction that returns is
+  finite;
+* a structurally valid matrix with finite values is accepted, and its
+  predictions equal those of the same data given densely (unsorted indices
+  and duplicates are sorted and summed).
+
+Before each case its description is written to --last, so a crash can be
+reported. The result JSON holds the number of cases run and the failures.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import fmnumba  # noqa: E402
+from fmnumba import DivergenceError, FMClassifier, FMRegressor  # noqa: E402
+
+ALLOWED = (ValueError, TypeError, DivergenceError)
+ADVERSARIAL = [0.0, -0.0, 1.0, -1.0, 1e-45, 5e-324, 1e-30, 1e30, -1e30, 3e38, 1e200,
+               np.nan, np.inf, -np.inf]
+INDEX_DTYPES = [np.int32, np.int64, np.int16, np.uint32, np.int8, np.float64]
+DATA_DTYPES = [np.float64, np.float32, np.int64, np.bool_, np.uint8, np.float16,
+               np.complex128, np.longdouble]
+
+STATE = {"cases": 0, "failures": [], "kinds": {}, "last": None}
+
+
+def values(n):
+    return st.lists(st.one_of(st.floats(-10, 10, allow_nan=False, width=32),
+                              st.floats(-10, 10, allow_nan=False, width=32),
+                              st.sampled_from(ADVERSARIAL)), min_size=n, max_size=n)
+
+
+@st.composite
+def raw_matrix(draw):
+    """(description, matrix, structurally_valid) for a hand-built sparse matrix."""
+    # hypothesis favours 0: map it to 1 so that empty shapes stay a minority
+    n_rows = draw(st.integers(0, 6).map(lambda v: (v + 1) % 7))
+    n_cols = draw(st.integers(0, 6).map(lambda v: (v + 1) % 7))
+    nnz = draw(st.integers(0, 14))
+    fmt = draw(st.sampled_from(["csr", "csr", "csr", "csc", "coo", "csr_array"]))
+    major, minor = (n_cols, n_rows) if fmt == "csc" else (n_rows, n_cols)
+    mode = "valid" if draw(st.integers(0, 99)) < 60 else draw(st.sampled_from(
+        ["oor", "neg", "ptr_dec", "ptr_len", "ptr_start", "ptr_end", "dtype", "dtype"]))
+    # a valid compressed structure, possibly unsorted with duplicates
+    cuts = sorted(draw(st.lists(st.integers(0, nnz), min_size=max(major - 1, 0),
+                                max_size=max(major - 1, 0))))
+    indptr = np.array([0] + cuts + [nnz] if major else [0], dtype=np.int64)
+    if major == 0:
+        nnz = 0
+    idx = np.array(draw(st.lists(st.integers(0, max(minor - 1, 0)), min_size=nnz, max_size=nnz)),
+                   dtype=np.int64)
+    if minor == 0 and nnz:
+        indptr = np.zeros(major + 1, dtype=np.int64)
+        idx = idx[:0]
+        nnz = 0
+    data = np.array(draw(values(nnz)), dtype=np.float64)
+    ddt = draw(st.sampled_from(DATA_DTYPES)) if mode == "dtype" else draw(
+        st.sampled_from([np.float64, np.float32]))
+    idt = draw(st.sampled_from(INDEX_DTYPES)) if mode == "dtype" else draw(
+        st.sampled_from([np.int32, np.int64]))
+    valid = mode in ("valid", "dtype")
+    if mode == "oor" and nnz:
+        idx[draw(st.integers(0, nnz - 1))] = minor + draw(st.integers(0, 3))
+    elif mode == "neg" and nnz:
+        idx[draw(st.integers(0, nnz - 1))] = -draw(st.integers(1, 3))
+    elif mode == "ptr_dec" and major >= 2 and nnz:
+        i = draw(st.integers(1, major - 1))
+        indptr[i] = indptr[i + 1] + 1
+    elif mode == "ptr_len":
+        indptr = indptr[:-1] if draw(st.booleans()) else np.r_[indptr, nnz]
+    elif mode == "ptr_start" and major:
+        indptr = indptr + 1
+    elif mode == "ptr_end":
+        indptr[-1] += draw(st.integers(1, 3))
+    else:
+        valid = True
+    with np.errstate(all="ignore"):
+        try:
+            data_c = data.astype(ddt)
+        except (TypeError, ValueError):
+            data_c = data
+    desc = dict(fmt=fmt, mode=mode, shape=(n_rows, n_cols), indptr=indptr.tolist(),
+                indices=idx.tolist(),
+                data=(data_c.astype(np.float64) if data_c.dtype.kind == "f" and data_c.dtype.itemsize >= 4
+                      else data).tolist(),
+                ddt=np.dtype(ddt).name, idt=np.dtype(idt).name)
+    if fmt == "coo":
+        rows = np.repeat(np.arange(major), np.diff(indptr)) if valid else np.zeros(len(idx), int)
+        if mode in ("ptr_dec", "ptr_len", "ptr_start", "ptr_end") and len(rows):
+            rows[0] = n_rows + 1
+            valid = False
+        m = sp.coo_matrix((n_rows, n_cols), dtype=np.float64)
+        m.row, m.col, m.data = rows.astype(idt), idx.astype(idt), data_c
+        return desc, m, valid and mode != "dtype"
+    cls = {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "csr_array": sp.csr_array}[fmt]
+    m = cls((n_rows, n_cols), dtype=np.float64)
+    m.indptr = indptr.astype(idt if np.dtype(idt).kind in "iu" else np.int64)
+    m.indices = idx.astype(idt)
+    m.data = data_c
+    sane_dtype = np.dtype(ddt) in (np.dtype(np.float64), np.dtype(np.float32))
+    return desc, m, valid and mode != "dtype" and sane_dtype
+
+
+@st.composite
+def dense_matrix(draw):
+    n_rows = draw(st.integers(0, 5).map(lambda v: (v + 1) % 6))
+    n_cols = draw(st.integers(0, 5).map(lambda v: (v + 1) % 6))
+    flat = draw(values(n_rows * n_cols))
+    kind = draw(st.sampled_from(["f64", "f32", "object", "list", "f16", "bool", "int", "str"]))
+    D = np.array(flat, dtype=np.float64).reshape(n_rows, n_cols)
+    with np.errstate(all="ignore"):
+        X = {"f64": lambda: D, "f32": lambda: D.astype(np.float32),
+             "object": lambda: D.astype(object), "list": lambda: D.tolist(),
+             "f16": lambda: D.astype(np.float16), "bool": lambda: D != 0,
+             "int": lambda: np.nan_to_num(D).clip(-1e9, 1e9).astype(np.int64),
+             "str": lambda: D.astype(str)}[kind]()
+    return dict(kind="dense-" + kind, shape=(n_rows, n_cols), data=flat), X, False
+
+
+def y_for(draw, n, classifier):
+    mode = "good" if draw(st.integers(0, 99)) < 80 else draw(st.sampled_from(
+        ["len", "nan", "huge", "2d", "none", "str", "one", "three"]))
+    n_ = n + draw(st.sampled_from([-1, 1])) if mode == "len" and n else n
+    if classifier:
+        lab = draw(st.sampled_from([(0, 1), (-1, 1), (1, 2), ("a", "b"), (False, True)]))
+        bits = draw(st.lists(st.booleans(), min_size=n_, max_size=n_))
+        y = np.array([lab[int(b)] for b in bits], dtype=object if isinstance(lab[0], str) else None)
+        if mode == "one":
+            y = np.array([lab[0]] * n_)
+        elif mode == "three":
+            y = np.arange(n_) % 3
+        elif mode == "nan":
+            y = np.where(np.array(bits, dtype=bool), 1.0, np.nan) if n_ else np.array([np.nan])
+    else:
+        y = np.array(draw(values(n_)) if mode in ("nan", "huge") else
+                     draw(st.lists(st.floats(-5, 5), min_size=n_, max_size=n_)), dtype=np.float64)
+        if mode == "huge" and n_:
+            y[0] = 1e35
+        if mode == "str":
+            y = np.array(["x"] * n_)
+    if mode == "2d":
+        y = np.stack([y, y], axis=1) if n_ else np.zeros((0, 2))
+    if mode == "none":
+        y = None
+    ok = mode == "good" and y is not None and (not classifier or len(set(np.asarray(y).tolist())) == 2)
+    return y, ok
+
+
+def weights_for(draw, n):
+    mode = draw(st.sampled_from(["none", "ones", "random", "huge", "tiny", "scalar"])) if draw(
+        st.integers(0, 99)) < 85 else draw(st.sampled_from(["neg", "zero", "nan", "len"]))
+    if mode == "none":
+        return None, True
+    if mode == "scalar":
+        return 2.0, True
+    if mode == "len":
+        return np.ones(n + 1), False
+    base = np.array(draw(st.lists(st.floats(0.0, 4.0), min_size=n, max_size=n)))
+    sw = {"ones": np.ones(n), "random": base, "neg": -np.ones(n), "zero": np.zeros(n),
+          "nan": np.full(n, np.nan), "huge": np.full(n, 1e300), "tiny": np.full(n, 1e-300)}[mode]
+    ok = mode in ("ones", "huge", "tiny") or (mode == "random" and (n == 0 or base.max() > 0))
+    return sw, ok
+
+
+BAD_PARAM = [dict(n_factors=0), dict(learning_rate=-1.0), dict(learning_rate=float("nan")),
+             dict(max_iter=0), dict(batch_size=0), dict(loss="nope"), dict(solver="nope"),
+             dict(device="tpu"), dict(n_factors=2.5), dict(dtype=np.int32),
+             dict(l2_reg_v=-1.0), dict(on_divergence="x"), dict(validation_fraction=1.5)]
+
+
+def params_for(draw):
+    p = dict(n_factors=draw(st.integers(1, 4)), max_iter=1, random_state=0,
+             batch_size=draw(st.sampled_from([1, 3, 256])),
+             solver=draw(st.sampled_from(["adam", "sgd"])),
+             dtype=draw(st.sampled_from([np.float32, np.float64])),
+             learning_rate=draw(st.sampled_from([0.01, 0.3, 1e3])),
+             on_divergence=draw(st.sampled_from(["raise", "warn"])),
+             early_stopping=draw(st.sampled_from([False, False, True])))
+    good = True
+    if draw(st.integers(0, 99)) >= 90:
+        p.update(draw(st.sampled_from(BAD_PARAM)))
+        good = False
+    return p, good
+
+
+def check_finite_model(m):
+    assert np.all(np.isfinite(m._state.P)), "non-finite parameters after fit"
+    assert np.all(np.isfinite(m._state.bstate)), "non-finite w0 after fit"
+
+
+def call_predict(m, X, classifier):
+    try:
+        out = m._decision(X)
+    except ALLOWED as e:
+        return e
+    assert np.all(np.isfinite(out)), "non-finite prediction returned"
+    if classifier:
+        m.predict(X)
+        if m.loss == "logistic":
+            pr = m.predict_proba(X)
+            assert np.all((pr >= 0) & (pr <= 1)), "probability outside [0, 1]"
+    return out
+
+
+def dense_of(desc):
+    """The matrix the user meant (duplicates summed), from a valid description."""
+    n_rows, n_cols = desc["shape"]
+    D = np.zeros((n_rows, n_cols))
+    indptr = np.asarray(desc["indptr"])
+    data = np.asarray(desc["data"], dtype=np.float64)
+    csc = desc["fmt"] == "csc"
+    for r in range(len(indptr) - 1):
+        for p in range(indptr[r], indptr[r + 1]):
+            i, j = (desc["indices"][p], r) if csc else (r, desc["indices"][p])
+            D[i, j] += data[p]
+    return D
+
+
+def run_model_case(draw):
+    classifier = draw(st.booleans())
+    desc, X, valid = draw(st.one_of(raw_matrix(), raw_matrix(), dense_matrix()))
+    n = X.shape[0] if hasattr(X, "shape") else len(X)
+    y, y_ok = y_for(draw, n, classifier)
+    sw, sw_ok = weights_for(draw, n)
+    params, p_ok = params_for(draw)
+    if classifier:
+        params["loss"] = draw(st.sampled_from(["logistic", "hinge"])) if p_ok else params.get("loss", "logistic")
+    cls = FMClassifier if classifier else FMRegressor
+    desc.update(estimator=cls.__name__, y_mode=str(y)[:200], sw=str(sw)[:100],
+                params={k: str(v) for k, v in params.items()})
+    STATE["last"] = desc
+    m = cls(**params)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(X, y, sample_weight=sw)
+        fitted = True
+    except MemoryError:
+        return "memory"
+    except ALLOWED as e:
+        fitted = isinstance(e, DivergenceError)
+        if fitted:
+            check_finite_model(m)
+        # a clean, valid problem must not be rejected (divergence aside)
+        vals = np.asarray(desc.get("data", []), dtype=np.float64)
+        finite = valid and bool(np.all(np.abs(vals) < 1e6))
+        if (finite and y_ok and sw_ok and p_ok and min(X.shape) > 0
+                and not isinstance(e, DivergenceError) and not params["early_stopping"]):
+            raise AssertionError(f"valid input rejected: {type(e).__name__}: {e}")
+        if not fitted:
+            return "rejected: " + str(e)[:30]
+    check_finite_model(m)
+    # predict on the same input and on a second adversarial matrix
+    out = call_predict(m, X, classifier)
+    if valid and not isinstance(out, Exception) and X.shape[1] == m.n_features_in_:
+        D = dense_of(desc)
+        if np.all(np.isfinite(D)) and np.abs(D).max(initial=0) < 1e6:
+            ref = m._decision(D)
+            np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * (1 + np.abs(ref).max(initial=0)))
+    _, X2, _ = draw(st.one_of(raw_matrix(), dense_matrix()))
+    call_predict(m, X2, classifier)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.score(X2, y_for(draw, X2.shape[0] if hasattr(X2, "shape") else len(X2),
+                              classifier)[0])
+    except ALLOWED:
+        pass
+    if draw(st.booleans()):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m.partial_fit(X2, y_for(draw, X2.shape[0] if hasattr(X2, "shape") else len(X2),
+                                        classifier)[0])
+        except ALLOWED:
+            pass
+        check_finite_model(m)
+    return "fitted"
+
+
+_MODEL_BYTES = {}
+
+
+def model_bytes():
+    if not _MODEL_BYTES:
+        rng = np.random.default_rng(0)
+        X = sp.random(30, 5, density=0.5, format="csr", random_state=0)
+        for name, est, y in (("reg", FMRegressor(n_factors=2, max_iter=1), rng.normal(size=30)),
+                             ("clf", FMClassifier(n_factors=2, max_iter=1), np.arange(30) % 2 == 0)):
+            with tempfile.TemporaryDirectory() as d:
+                est.fit(X, y).save(os.path.join(d, "m.npz"))
+                with open(os.path.join(d, "m.npz"), "rb") as fh:
+                    _MODEL_BYTES[name] = fh.read()
+    return _MODEL_BYTES
+
+
+def run_load_case(draw, folder):
+    raw = bytearray(model_bytes()[draw(st.sampled_from(["reg", "clf"]))])
+    how = draw(st.sampled_from(["flip", "truncate", "splice"]))
+    if how == "flip":
+        for _ in range(draw(st.integers(1, 8))):
+            raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
+    elif how == "truncate":
+        raw = raw[:draw(st.integers(0, len(raw) - 1))]
+    else:
+        a = draw(st.integers(0, len(raw)))
+        raw[a:a] = draw(st.binary(min_size=1, max_size=40))
+    STATE["last"] = dict(kind="load", how=how, size=len(raw))
+    path = os.path.join(folder, "m.npz")
+    with open(path, "wb") as fh:
+        fh.write(bytes(raw))
+    try:
+        m = fmnumba.load(path)
+    except ValueError:
+        return "load-rejected"
+    check_finite_model(m)
+    return "load-ok"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=2000)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--last", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    folder = tempfile.mkdtemp(prefix="fmnumba-fuzz-")
+    np.seterr(all="ignore")
+
+    # compile (or load from the disk cache) outside the timed loop
+    Xw = sp.random(20, 4, density=0.5, format="csr", random_state=0)
+    for dt in (np.float32, np.float64):
+        for solver in ("adam", "sgd"):
+            FMRegressor(max_iter=1, dtype=dt, solver=solver).fit(Xw, np.ones(20)).predict(Xw)
+    model_bytes()
+
+    t0 = time.perf_counter()
+    last_fh = open(args.last, "w") if args.last else None
+
+    @settings(max_examples=args.examples, deadline=None, database=None, derandomize=True,
+              phases=[Phase.explicit, Phase.generate], report_multiple_bugs=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def case(data):
+        STATE["cases"] += 1
+        draw = data.draw
+        try:
+            if draw(st.integers(0, 9)) == 0:
+                kind = run_load_case(draw, folder)
+            else:
+                kind = run_model_case(draw)
+            STATE["kinds"][kind] = STATE["kinds"].get(kind, 0) + 1
+        except Exception as e:  # noqa: BLE001 - every unexpected error is a finding
+            STATE["failures"].append({"case": STATE["last"], "error": f"{type(e).__name__}: {e}",
+                                      "traceback": traceback.format_exc()[-3000:]})
+        finally:
+            if last_fh is not None:
+                last_fh.seek(0)
+                last_fh.write(json.dumps(STATE["last"], default=str)[:20000])
+                last_fh.truncate()
+                last_fh.flush()
+
+    case()
+    result = {"cases": STATE["cases"], "failures": STATE["failures"][:20],
+              "n_failures": len(STATE["failures"]), "kinds": STATE["kinds"],
+              "seconds": time.perf_counter() - t0}
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, default=str, indent=1)
+    return 1 if STATE["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

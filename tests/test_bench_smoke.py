@@ -1,0 +1,58 @@
+"""Smoke test of the benchmark harness (bench/): tiny data, one repeat.
+
+Checks that `python -m bench --quick` runs end to end and writes the
+markdown report (with its targets table and exact command) and PNG figures.
+Timings are not checked. Peers are left out (no FMNUMBA_PEERS_PYTHON), so the
+report must say they were skipped.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytest.importorskip("matplotlib")
+
+
+def test_quick_bench_writes_report_and_plots(tmp_path):
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k != "FMNUMBA_PEERS_PYTHON"}
+    env["FMNUMBA_BENCH_CACHE"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    cmd = [sys.executable, "-m", "bench", "--quick", "--datasets", "small", "--repeats", "1",
+           "--parts", "curves,rss,throughput,ceiling", "--throughput-k", "8",
+           "--out", str(out), "--tag", "smoke"]
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+    md = (out / "smoke.md").read_text()
+    assert (out / "LATEST.md").read_text() == md
+    assert "python -m bench --quick --datasets small" in md
+    assert "## Targets (issue 4)" in md
+    assert "### small" in md and "fmnumba" in md
+    assert "peers skipped" in md
+    assert "fraction of ceiling" in md
+    pngs = sorted(out.glob("smoke-*.png"))
+    assert any("curves-small" in p.name for p in pngs), pngs
+    assert any("throughput" in p.name for p in pngs), pngs
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png.name})" in md
+
+    res = json.loads((out / "smoke.json").read_text())
+    curve = res["datasets"]["small"]["libs"]["fmnumba"]["curve"]
+    assert len(curve) >= 1 and all("rmse" in pt and "time_s" in pt for pt in curve)
+    assert res["throughput"]["kernels"] and res["ceiling"]["gather"]
+    assert res["rss"]["ideal_mib"] > 0
+
+    # the report can be rebuilt from the saved JSON
+    again = tmp_path / "again"
+    p = subprocess.run([sys.executable, "-m", "bench", "--report-only", str(out / "smoke.json"),
+                        "--out", str(again)], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (again / "smoke.md").exists() and (again / "LATEST.md").exists()

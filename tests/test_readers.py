@@ -1,0 +1,435 @@
+"""Tests for fmnumba.readers."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from fmnumba.readers import (
+    Dataset,
+    RatingEncoder,
+    detect_format,
+    load_libffm,
+    load_libsvm,
+    load_movielens,
+    load_ratings,
+    read_data,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+DENSE = np.array(
+    [[0.0, 1.5, 0.0, -2.0],
+     [3.0, 0.0, 0.0, 0.0],
+     [0.0, 0.0, 0.0, 0.0],
+     [0.25, 0.0, 4.0, 1.0]],
+    dtype=np.float32,
+)
+LABELS = np.array([1.0, -1.0, 1.0, -1.0])
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _libsvm_text(dense, labels, offset):
+    lines = []
+    for row, label in zip(dense, labels):
+        toks = [f"{j + offset}:{v!r}" for j, v in enumerate(row.tolist()) if v != 0]
+        lines.append(" ".join([f"{label:g}"] + toks))
+    return "\n".join(lines) + "\n"
+
+
+def _canonical(X):
+    assert sp.isspmatrix_csr(X)
+    assert X.has_sorted_indices
+    assert X.has_canonical_format
+
+
+def _data_file(name):
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"real data file {name} not found under {DATA}")
+    return path
+
+
+# --------------------------------------------------------------------- libsvm
+
+@pytest.mark.parametrize("offset,zero_based", [(0, True), (1, False), (1, "auto")])
+def test_libsvm_round_trip(tmp_path, offset, zero_based):
+    path = _write(tmp_path, "d.svm", _libsvm_text(DENSE, LABELS, offset))
+    X, y = load_libsvm(path, n_features=4, zero_based=zero_based)
+    _canonical(X)
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X.toarray(), DENSE)
+    np.testing.assert_array_equal(y, LABELS)
+
+
+def test_libsvm_auto_with_index_zero_is_zero_based(tmp_path):
+    path = _write(tmp_path, "d.svm", _libsvm_text(DENSE, LABELS, 0))
+    X, _ = load_libsvm(path)  # has index 0 -> zero-based under "auto"
+    np.testing.assert_array_equal(X.toarray(), DENSE)
+
+
+def test_libsvm_infers_n_features_and_dtype(tmp_path):
+    path = _write(tmp_path, "d.svm", "1 1:1 3:2\n0 2:5\n")
+    X, y = load_libsvm(path, zero_based=False, dtype=np.float64)
+    assert X.shape == (2, 3) and X.dtype == np.float64
+    np.testing.assert_array_equal(X.toarray(), [[1, 0, 2], [0, 5, 0]])
+
+
+def test_libsvm_duplicates_summed_and_sorted(tmp_path):
+    path = _write(tmp_path, "d.svm", "1 3:1 1:2 3:0.5\n-1 2:1 2:1 # comment\n")
+    X, y = load_libsvm(path, zero_based=False)
+    _canonical(X)
+    np.testing.assert_array_equal(X.toarray(), [[2, 0, 1.5], [0, 2, 0]])
+    np.testing.assert_array_equal(y, [1, -1])
+
+
+def test_libsvm_comments_and_qid(tmp_path):
+    path = _write(tmp_path, "d.svm", "# header\n1 qid:3 1:2\n\n0 qid:3 2:1 # c\n")
+    X, y = load_libsvm(path, zero_based=False)
+    np.testing.assert_array_equal(X.toarray(), [[2, 0], [0, 1]])
+
+
+def test_libfm_text_format(tmp_path):
+    # libFM's text format is libsvm with 0-based indices and real targets.
+    path = _write(tmp_path, "d.libfm", "4.5 0:1 7:1\n2 3:1 8:1\n")
+    X, y = load_libsvm(path, zero_based=True)
+    assert X.shape == (2, 9)
+    np.testing.assert_array_equal(y, [4.5, 2.0])
+    assert read_data(path).X.shape == (2, 9)
+
+
+@pytest.mark.parametrize("text,line", [
+    ("1 1:1\n0 2:x\n", 2),
+    ("1 1:1\n\nfoo 2:3\n", 3),
+    ("1 1:2 junk\n", 1),
+    ("1 1:2\n1 -3:2\n", 2),
+])
+def test_libsvm_malformed_names_file_and_line(tmp_path, text, line):
+    path = _write(tmp_path, "bad.svm", text)
+    with pytest.raises(ValueError) as info:
+        load_libsvm(path)
+    assert "bad.svm" in str(info.value)
+    assert f"line {line}" in str(info.value)
+
+
+def test_libsvm_index_zero_in_one_based_file(tmp_path):
+    path = _write(tmp_path, "bad.svm", "1 1:1\n1 0:1\n")
+    with pytest.raises(ValueError, match=r"bad\.svm, line 2"):
+        load_libsvm(path, zero_based=False)
+
+
+def test_libsvm_n_features_too_small(tmp_path):
+    path = _write(tmp_path, "d.svm", "1 5:1\n")
+    with pytest.raises(ValueError, match=r"d\.svm"):
+        load_libsvm(path, n_features=2, zero_based=False)
+    # Python fallback path (unsorted indices) also checks the bound.
+    path = _write(tmp_path, "e.svm", "1 5:1 1:1\n")
+    with pytest.raises(ValueError, match=r"e\.svm"):
+        load_libsvm(path, n_features=2, zero_based=False)
+
+
+def test_libsvm_bad_zero_based(tmp_path):
+    path = _write(tmp_path, "d.svm", "1 1:1\n")
+    with pytest.raises(ValueError):
+        load_libsvm(path, zero_based="yes")
+
+
+# --------------------------------------------------------------------- libffm
+
+FFM_TEXT = """\
+# comment line
+1 0:0:1.5 1:3:2 0:1:0.5
+
+-1 2:4:1 1:3:1 1:3:2
+0 0:1:1
+"""
+
+
+def test_libffm_parse(tmp_path):
+    path = _write(tmp_path, "d.ffm", FFM_TEXT)
+    X, y, fields = load_libffm(path)
+    _canonical(X)
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(y, [1, -1, 0])
+    np.testing.assert_array_equal(X.indptr, [0, 3, 5, 6])
+    np.testing.assert_array_equal(X.indices, [0, 1, 3, 3, 4, 1])
+    np.testing.assert_allclose(X.data, [1.5, 0.5, 2, 3, 1, 1])
+    assert fields.dtype == np.int32
+    np.testing.assert_array_equal(fields, [0, 0, -1, 1, 2])
+
+
+def test_libffm_n_features(tmp_path):
+    path = _write(tmp_path, "d.ffm", FFM_TEXT)
+    X, _, fields = load_libffm(path, n_features=7, dtype=np.float64)
+    assert X.shape == (3, 7) and X.dtype == np.float64
+    np.testing.assert_array_equal(fields, [0, 0, -1, 1, 2, -1, -1])
+    with pytest.raises(ValueError, match="n_features"):
+        load_libffm(path, n_features=3)
+
+
+def test_libffm_conflicting_field(tmp_path):
+    path = _write(tmp_path, "c.ffm", "1 0:0:1 1:1:1\n0 0:2:1\n1 2:1:1\n")
+    with pytest.raises(ValueError, match=r"c\.ffm, line 3.*feature 1"):
+        load_libffm(path, on_conflict="raise")
+    X, _, fields = load_libffm(path, on_conflict="first")
+    np.testing.assert_array_equal(fields, [0, 1, 0])
+    np.testing.assert_array_equal(X.toarray(), [[1, 1, 0], [0, 0, 1], [0, 1, 0]])
+    X, _, fields = load_libffm(path, on_conflict="split")
+    np.testing.assert_array_equal(fields, [0, 1, 0, 2])
+    np.testing.assert_array_equal(X.toarray(), [[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("bad", ["0:1", "0:1:2:3", "a:1:1", "0:b:1", "0:1:x",
+                                 "-1:1:1", "0:-2:1", "0:1:nan"])
+def test_libffm_malformed_line(tmp_path, bad):
+    path = _write(tmp_path, "m.ffm", f"1 0:0:1\n\n# c\n0 0:1:1 {bad}\n")
+    with pytest.raises(ValueError, match=r"m\.ffm, line 4"):
+        load_libffm(path)
+
+
+def test_libffm_bad_label(tmp_path):
+    path = _write(tmp_path, "m.ffm", "1 0:0:1\nyes 0:1:1\n")
+    with pytest.raises(ValueError, match=r"m\.ffm, line 2.*label"):
+        load_libffm(path)
+
+
+# -------------------------------------------------------------------- ratings
+
+def test_ratings_tab_no_header(tmp_path):
+    path = _write(tmp_path, "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n"
+                                      "22\t377\t1\t878887116\n")
+    users, items, ratings = load_ratings(path)
+    assert users.dtype == np.int64 and items.dtype == np.int64
+    np.testing.assert_array_equal(users, [196, 186, 22])
+    np.testing.assert_array_equal(items, [242, 302, 377])
+    np.testing.assert_array_equal(ratings, [3, 3, 1])
+    assert ratings.dtype == np.float64
+
+
+def test_ratings_csv_header(tmp_path):
+    path = _write(tmp_path, "r.csv", "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n"
+                                     "1,1029,3.0,1260759179\n")
+    users, items, ratings = load_ratings(path)
+    np.testing.assert_array_equal(users, [1, 1])
+    np.testing.assert_array_equal(items, [31, 1029])
+    np.testing.assert_array_equal(ratings, [2.5, 3.0])
+
+
+def test_ratings_columns_by_name_and_position(tmp_path):
+    path = _write(tmp_path, "r.csv", "ts,score,item,who\n9,4,a,x\n9,5,b,y\n")
+    u, i, r = load_ratings(path, columns=("who", "item", "score"))
+    np.testing.assert_array_equal(u, ["x", "y"])
+    np.testing.assert_array_equal(i, ["a", "b"])
+    np.testing.assert_array_equal(r, [4, 5])
+    u2, i2, r2 = load_ratings(path, columns=(3, 2, 1))
+    np.testing.assert_array_equal(u2, u)
+    np.testing.assert_array_equal(r2, r)
+    with pytest.raises(ValueError, match="not found in header"):
+        load_ratings(path, columns=("user", "nothing", "score"))
+
+
+def test_ratings_comma_no_header_and_explicit_sep(tmp_path):
+    path = _write(tmp_path, "r.csv", "u1,i1,4\nu2,i1,5\n")
+    u, i, r = load_ratings(path)
+    assert u.dtype.kind == "U"
+    np.testing.assert_array_equal(u, ["u1", "u2"])
+    path = _write(tmp_path, "r.txt", "1 2 3.5\n4 5 1\n")
+    u, i, r = load_ratings(path, sep=" ", header=False)
+    np.testing.assert_array_equal(r, [3.5, 1])
+    path = _write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
+    u, i, r = load_ratings(path)
+    np.testing.assert_array_equal(i, [1193, 661])
+
+
+def test_ratings_header_true_and_leading_zero_ids(tmp_path):
+    path = _write(tmp_path, "r.tsv", "a\tb\tc\n007\t1\t2\n7\t1\t3\n")
+    u, i, r = load_ratings(path, header=True, columns=(0, 1, 2))
+    np.testing.assert_array_equal(u, ["007", "7"])  # not merged into one id
+
+
+@pytest.mark.parametrize("text,line", [
+    ("1\t2\t3\n4\t5\n", 2),
+    ("1\t2\t3\n\n4\t5\tbad\n", 3),
+    ("user,item,rating\n1,2,3\n1,2,\n", 3),
+])
+def test_ratings_malformed(tmp_path, text, line):
+    path = _write(tmp_path, "bad.tsv", text)
+    with pytest.raises(ValueError, match=rf"bad\.tsv, line {line}"):
+        load_ratings(path)
+
+
+def test_rating_encoder_one_hot():
+    enc = RatingEncoder().fit([3, 1, 3], [10, 20, 20])
+    assert enc.n_users_ == 2 and enc.n_items_ == 2 and enc.n_output_features_ == 4
+    assert enc.user_index_ == {1: 0, 3: 1}
+    assert enc.item_index_ == {10: 0, 20: 1}
+    X = enc.transform([1, 3], [20, 10])
+    _canonical(X)
+    assert X.dtype == np.float32
+    np.testing.assert_array_equal(X.toarray(), [[1, 0, 0, 1], [0, 1, 1, 0]])
+    np.testing.assert_array_equal(enc.fields_, [0, 0, 1, 1])
+    np.testing.assert_array_equal(enc.get_feature_names_out(),
+                                  ["user=1", "user=3", "item=10", "item=20"])
+
+
+def test_rating_encoder_unknown_ids_give_empty_block():
+    enc = RatingEncoder().fit([1, 2], [10, 20])
+    X = enc.transform([1, 99, 99, 2], [77, 20, 77, 10])
+    assert X.shape == (4, 4)
+    np.testing.assert_array_equal(X.toarray(), [[1, 0, 0, 0],
+                                                [0, 0, 0, 1],
+                                                [0, 0, 0, 0],
+                                                [0, 1, 1, 0]])
+    np.testing.assert_array_equal(X.indptr, [0, 1, 2, 2, 4])
+
+
+def test_rating_encoder_string_ids_and_pair_array():
+    users = np.array(["alice", "bob", "alice"])
+    items = ["x", "y", "z"]
+    enc = RatingEncoder(dtype=np.float64)
+    X = enc.fit_transform(users, items)
+    assert X.dtype == np.float64
+    assert X.shape == (3, 5)
+    np.testing.assert_array_equal(enc.users_, ["alice", "bob"])
+    X2 = enc.transform(np.column_stack([users, items]))
+    assert (X2 != X).nnz == 0
+    # an int id unseen among string ids is just unknown
+    assert enc.transform([5], ["x"]).nnz == 1
+
+
+def test_rating_encoder_errors():
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        RatingEncoder().transform([1], [2])
+    with pytest.raises(ValueError, match="length"):
+        RatingEncoder().fit([1, 2], [3])
+
+
+def test_rating_encoder_clone():
+    from sklearn.base import clone
+    enc = clone(RatingEncoder(dtype=np.float64))
+    assert enc.get_params() == {"dtype": np.float64}
+
+
+def test_load_movielens_train_test(tmp_path):
+    train = _write(tmp_path, "u1.base", "1\t10\t5\t0\n2\t20\t3\t0\n1\t20\t4\t0\n")
+    test = _write(tmp_path, "u1.test", "2\t10\t1\t0\n3\t20\t2\t0\n")
+    X, y, enc = load_movielens(train)
+    assert X.shape == (3, 4)
+    np.testing.assert_array_equal(y, [5, 3, 4])
+    Xt, yt, enc2 = load_movielens(test, encoder=enc)
+    assert enc2 is enc
+    np.testing.assert_array_equal(Xt.toarray(), [[0, 1, 1, 0], [0, 0, 0, 1]])
+
+
+# ------------------------------------------------------------------- dispatch
+
+def test_read_data_auto_detection(tmp_path):
+    svm = _write(tmp_path, "a.txt", "\n# c\n1\n-1 qid:1 3:1 4:2\n")
+    ffm = _write(tmp_path, "b.txt", FFM_TEXT)
+    tsv = _write(tmp_path, "c.txt", "1\t2\t5\t0\n2\t2\t3\t0\n")
+    csv_ = _write(tmp_path, "d.txt", "user,item,rating\nu,i,4\n")
+    assert detect_format(svm) == "libsvm"
+    assert detect_format(ffm) == "libffm"
+    assert detect_format(tsv) == "ratings"
+    assert detect_format(csv_) == "ratings"
+
+    ds = read_data(svm, zero_based=False)
+    assert isinstance(ds, Dataset) and ds.fields is None and ds.encoder is None
+    assert ds.X.shape == (2, 4)
+    ds = read_data(ffm)
+    np.testing.assert_array_equal(ds.fields, [0, 0, -1, 1, 2])
+    X, y, fields, encoder = read_data(tsv)
+    assert X.shape == (2, 3) and isinstance(encoder, RatingEncoder)
+    np.testing.assert_array_equal(fields, [0, 0, 1])
+    np.testing.assert_array_equal(y, [5, 3])
+    assert read_data(csv_).X.shape == (1, 2)
+
+
+def test_read_data_explicit_format(tmp_path):
+    ffm = _write(tmp_path, "b.txt", FFM_TEXT)
+    assert read_data(ffm, format="ffm").X.shape == (3, 5)
+    with pytest.raises(ValueError, match="unknown format"):
+        read_data(ffm, format="parquet")
+    empty = _write(tmp_path, "e.txt", "\n# nothing\n")
+    with pytest.raises(ValueError, match="empty"):
+        read_data(empty)
+
+
+# ------------------------------------------------------------------ real data
+
+def test_real_a9a():
+    path = _data_file("a9a")
+    X, y = load_libsvm(path)
+    assert X.shape == (32561, 123)
+    _canonical(X)
+    assert set(np.unique(y)) == {-1.0, 1.0}
+    assert np.all(X.data == 1)
+    ds = read_data(path)
+    assert ds.X.shape == (32561, 123)
+
+
+def test_real_criteo_libffm():
+    path = _data_file("criteo_small_train.libffm")
+    assert detect_format(path) == "libffm"
+    # the xLearn sample hashes features, so some occur under two fields
+    with pytest.raises(ValueError, match="line 17"):
+        load_libffm(path, on_conflict="raise")
+    for mode in ("first", "split"):
+        X, y, fields = load_libffm(path, on_conflict=mode)
+        assert X.shape[0] == 200
+        _canonical(X)
+        assert set(np.unique(y)) == {0.0, 1.0}
+        assert fields.shape == (X.shape[1],)
+        used = np.unique(X.indices)
+        assert np.all(fields[used] >= 0) and fields.max() == 17
+
+
+def test_libsvm_non_finite_rejected(tmp_path):
+    path = _write(tmp_path, "n.svm", "1 1:1\n1 2:nan\n")
+    with pytest.raises(ValueError, match=r"n\.svm, line 2"):
+        load_libsvm(path)
+
+
+# ------------------------------------------------------------------ property
+
+try:
+    from hypothesis import given, settings, strategies as st
+except ImportError:  # hypothesis is optional; skip only this test
+    def test_libffm_round_trip_property():
+        pytest.skip("hypothesis is not installed")
+else:
+    @settings(max_examples=30, deadline=None)
+    @given(st.data())
+    def test_libffm_round_trip_property(tmp_path_factory, data):
+        _check_libffm_round_trip(tmp_path_factory, data)
+
+
+def _check_libffm_round_trip(tmp_path_factory, data):
+    n_rows = data.draw(st.integers(1, 6))
+    n_feat = data.draw(st.integers(1, 8))
+    fields = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n_feat, max_size=n_feat)))
+    dense = np.zeros((n_rows, n_feat))
+    lines = []
+    for i in range(n_rows):
+        entries = data.draw(st.lists(st.tuples(st.integers(0, n_feat - 1),
+                                               st.integers(-8, 8)), max_size=6))
+        for j, v in entries:
+            dense[i, j] += v / 4
+        lines.append(" ".join(["1"] + [f"{fields[j]}:{j}:{v / 4}" for j, v in entries]))
+    path = tmp_path_factory.mktemp("ffm") / "p.ffm"
+    path.write_text("\n".join(lines) + "\n")
+    X, y, got_fields = load_libffm(path, n_features=n_feat, dtype=np.float64)
+    _canonical(X)
+    np.testing.assert_allclose(X.toarray(), dense)
+    seen = np.zeros(n_feat, bool)
+    for line in lines:
+        for tok in line.split()[1:]:
+            seen[int(tok.split(":")[1])] = True
+    np.testing.assert_array_equal(got_fields, np.where(seen, fields, -1))
