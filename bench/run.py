@@ -42,7 +42,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 PEERS_DIR = REPO / "bench" / "peers"
 DEFAULT_CACHE = REPO / "bench" / ".cache"
 ALL_DATASETS = ("a9a", "criteo", "small", "large")
-ALL_PARTS = ("curves", "rss", "throughput", "ceiling", "compile")
+ALL_PARTS = ("curves", "rss", "throughput", "ceiling", "compile", "gpu")
 
 # epochs for fmnumba and the SGD-type peers / sweeps for MCMC and ALS peers
 EPOCHS = {"a9a": (20, 200), "criteo": (20, 100), "small": (20, 200), "movielens": (20, 200),
@@ -481,6 +481,27 @@ def run_peer_throughput(args, tr, te, peers_py, runners, log):
     return out
 
 
+def run_gpu(args, log):
+    """fmnumba on CUDA (bench/cuda_bench.py, with the CPU kernels in the same
+    run) when a real GPU answers; otherwise a note saying none was present."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    probe = subprocess.run([sys.executable, "-c", "from numba import cuda; "
+                            "print(int(cuda.is_available()))"], capture_output=True,
+                           text=True, env=env, timeout=120)
+    if probe.stdout.strip() != "1":
+        return {"available": False,
+                "note": "no usable CUDA GPU on this machine (or numba-cuda not installed): "
+                        "CUDA figures not measured; none are claimed."}
+    log("== fmnumba on CUDA (bench/cuda_bench.py --cpu)")
+    rows = "20000" if args.quick else "1000000"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "cuda_bench.py"), "--cpu",
+                        "--rows", rows], capture_output=True, text=True, env=env,
+                       timeout=args.timeout * 4)
+    if r.returncode != 0:
+        return {"available": True, "error": r.stderr[-2000:]}
+    return {"available": True, "results": json.loads(r.stdout)}
+
+
 def host_info(threads):
     import numba
     cpu = platform.processor() or ""
@@ -651,6 +672,8 @@ def main(argv=None):
                 log(f"== learning curves: {name} ({meta['n_train']} rows)")
                 results["datasets"][name] = run_curves(args, name, tr, te, meta, peers_py,
                                                        runners, log)
+        if "gpu" in args.parts:
+            results["gpu"] = run_gpu(args, log)
         if "compile" in args.parts:
             log("== compile time (cold and cached, fresh processes)")
             o = Path(args._work) / "compile.json"
@@ -986,6 +1009,16 @@ def write_report(results, out_dir, stem):
     elif comp:
         L += [f"Compile-time measurement failed: `{comp.get('error')}`", ""]
     L += profiling_section(tp)
+    gpu = results.get("gpu")
+    if gpu is not None:
+        L += ["## GPU (CUDA)", ""]
+        if not gpu.get("available"):
+            L += [gpu["note"], ""]
+        elif "error" in gpu:
+            L += [f"bench/cuda_bench.py failed: `{gpu['error'][-300:]}`", ""]
+        else:
+            L += ["bench/cuda_bench.py --cpu (raw JSON below; CPU kernels timed in the same "
+                  "run):", "", "```json", json.dumps(gpu["results"], indent=1), "```", ""]
     if results.get("notes"):
         L += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     md = out_dir / f"{stem}.md"

@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils.validation import _check_n_features, check_array, column_or_1d, validate_data
+from sklearn.utils.validation import (_check_feature_names, _check_n_features, check_array,
+                                      column_or_1d)
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -194,13 +195,10 @@ def _check_bsr(X, name):
         _fail(name, "a block column index of the BSR matrix is out of range", fix)
 
 
-def _n_features(est, X, reset, name, dense=False):
-    """Record (reset) or check the column count and feature names."""
+def _n_features(est, X, reset, name):
+    """Record (reset) or check the column count."""
     try:
-        if dense:
-            validate_data(est, X, reset=reset, skip_check_array=True)
-        else:
-            _check_n_features(est, X, reset=reset)
+        _check_n_features(est, X, reset=reset)  # names: checked before conversion
     except ValueError as e:
         msg = str(e)
         if name != "X" and msg.startswith("X "):
@@ -233,6 +231,7 @@ def check_X(est, X, *, reset, name="X"):
             _check_dtype(X, name)
         if isinstance(X, np.matrix):
             X = np.asarray(X)
+        _check_feature_names(est, X, reset=reset)  # before conversion drops the names
         try:
             X = check_array(X, accept_sparse=False, dtype=None, ensure_all_finite=False,
                             ensure_min_samples=0, ensure_min_features=0, input_name=name)
@@ -245,7 +244,7 @@ def check_X(est, X, *, reset, name="X"):
                                 "Pass numbers only.") from None
             raise ValueError(f"{name}: {msg}") from None
         _check_dtype(X, name)
-        _n_features(est, X, reset, name, dense=True)
+        _n_features(est, X, reset, name)
     if reset and X.shape[0] == 0:
         _fail(name, f"has 0 sample(s) (shape={X.shape}) while a minimum of 1 is required",
               "Fitting needs at least one row.")
