@@ -15,7 +15,6 @@ Run in its own process (NUMBA_NUM_THREADS set explicitly by the caller):
 """
 import argparse
 import json
-import os
 import sys
 import time
 

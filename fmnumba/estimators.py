@@ -1,7 +1,6 @@
 """scikit-learn estimators: validate, call the solver, hold fitted state."""
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
@@ -9,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _validation as V
 from .backend import get_kernels
-from .losses import LOSS_CODES, LOGISTIC
+from .losses import LOSS_CODES
 from .solvers import FMState, TrainConfig, numba_threads, predict_raw, train
 
 
@@ -74,7 +73,8 @@ class _BaseFM(BaseEstimator):
         return tags
 
     # --- training -----------------------------------------------------
-    def _encode_y(self, y, n_rows, fitting):
+    def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
+        """y checked and encoded for the loss (float64, (n_rows,))."""
         raise NotImplementedError
 
     def _init_w0(self, y, sw):
@@ -91,9 +91,12 @@ class _BaseFM(BaseEstimator):
             verbose=int(self.verbose))
 
     def _fit(self, X, y, sample_weight, eval_set, max_iter, partial, classes=None):
+        """Validate, (re)initialise unless resuming, and run max_iter epochs
+        (None: self.max_iter)."""
         saved = {a: self.__dict__[a] for a in _FIT_ATTRS if a in self.__dict__}
         try:  # a call rejected by validation leaves a fitted model as it was
             V.check_params(self, self._valid_losses)
+            max_iter = int(self.max_iter) if max_iter is None else max_iter
             resume = hasattr(self, "_state") and (partial or self.warm_start)
             Xc = V.check_X(self, X, reset=not resume)
             y_enc = self._encode_y(y, Xc.shape[0], fitting=not resume, classes=classes)
@@ -156,9 +159,7 @@ class _BaseFM(BaseEstimator):
         sample_weight: (n_samples,) non-negative; eval_set: (X_val, y_val)
         whose loss is recorded in history_ and used by early_stopping.
         """
-        return self._fit(X, y, sample_weight, eval_set, int(self.max_iter) if
-                         isinstance(self.max_iter, (int, np.integer)) else self.max_iter,
-                         partial=False)
+        return self._fit(X, y, sample_weight, eval_set, None, partial=False)
 
     def partial_fit(self, X, y, sample_weight=None, eval_set=None, **kw):
         """One epoch over (X, y), continuing from the fitted state (Adam

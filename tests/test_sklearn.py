@@ -1,6 +1,5 @@
 """scikit-learn's estimator checks on both estimators."""
 import numpy as np
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fmnumba import FMClassifier, FMRegressor

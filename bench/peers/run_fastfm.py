@@ -47,11 +47,9 @@ def schedule(n):
 def main():
     a = C.parse_args(__doc__.splitlines()[0], "n/a", "100 clf / 10 reg (ALS only)", extra)
     C.set_thread_env(a.threads)
-    import numpy as np
     import scipy.sparse as sp
     import fastFM
     from fastFM import als, mcmc
-    from scipy.stats import norm
 
     try:
         from importlib.metadata import version as _v

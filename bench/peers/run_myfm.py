@@ -36,7 +36,6 @@ def main():
     a = C.parse_args(__doc__.splitlines()[0], "n/a (MCMC)", "n/a (MCMC)", extra)
     C.set_thread_env(a.threads)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    import numpy as np
     import myfm
     from myfm.base import std_cdf
 
