@@ -714,8 +714,9 @@ def main(argv=None):
         return args.func(args)
     except CLIError as e:
         msg = _one_line(e)
-    except (ValueError, TypeError, OSError, ImportError, ArithmeticError) as e:
-        # readers, estimators and model files report bad input this way
+    except (ValueError, TypeError, OSError, ImportError, ArithmeticError, MemoryError) as e:
+        # readers, estimators and model files report bad input this way (MemoryError:
+        # a model too large for this machine, refused before allocation)
         msg = _one_line(e)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

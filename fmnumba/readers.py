@@ -189,6 +189,8 @@ def load_libsvm(path, n_features=None, zero_based="auto", dtype=np.float32):
     try:
         X, y = load_svmlight_file(path, n_features=n_features, dtype=dtype,
                                   zero_based=zero_based)
+    except OverflowError:  # sklearn's compiled reader stops at 32-bit feature indices
+        return _load_libsvm_py(path, n_features, zero_based, dtype)
     except ValueError as exc:
         if "sorted and unique" in str(exc):
             return _load_libsvm_py(path, n_features, zero_based, dtype)

@@ -377,3 +377,15 @@ def test_fit_out_to_stdout_keeps_stdout_clean(capsys, files):
     values = np.array(out.split(), dtype=float)
     assert values.size == sum(1 for _ in open(files / "clf.test"))
     assert "auc" in err
+
+
+def test_model_too_large_for_memory_exits_2(capsys, tmp_path):
+    """A feature index in the billions with many factors: the model size check
+    refuses it before allocating (MemoryError) and the CLI exits 2, no traceback."""
+    train = tmp_path / "huge.libsvm"
+    train.write_text("1 3000000000:1\n0 1:1\n")
+    code = main(["fit", str(train), "--task", "c", "--factors", "512", "--epochs", "1",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "GiB" in err and "n_factors" in err and "Traceback" not in err

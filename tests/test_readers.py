@@ -433,3 +433,13 @@ def _check_libffm_round_trip(tmp_path_factory, data):
         for tok in line.split()[1:]:
             seen[int(tok.split(":")[1])] = True
     np.testing.assert_array_equal(got_fields, np.where(seen, fields, -1))
+
+
+def test_libsvm_feature_index_beyond_int32(tmp_path):
+    """sklearn's compiled reader overflows past 2**31 - 1; the Python reader takes over."""
+    path = _write(tmp_path, "big.libsvm", "1 3000000000:2.5\n0 1:1\n")
+    X, y = load_libsvm(path, zero_based=True)
+    assert X.shape == (2, 3000000001)
+    assert X.indices.dtype == np.int64
+    assert X[0, 3000000000] == 2.5 and X[1, 1] == 1
+    np.testing.assert_array_equal(y, [1, 0])
