@@ -2,13 +2,17 @@
 from numba import njit
 
 from .._config import FASTMATH
+from ._prefetch import prefetch_row
 
 
 @njit(inline="always", fastmath=FASTMATH, nogil=True)
-def row_forward(indptr, indices, data, P, r, q):
+def row_forward(indptr, indices, data, P, r, q, rn):
     """Return Σ_i w_i x_i + ½ Σ_f (q_f² − Σ_i v_if² x_i²) for CSR row r.
 
-    q (k,) receives q_f = Σ_i v_if x_i. No intercept is added.
+    q (k,) receives q_f = Σ_i v_if x_i. No intercept is added. rn is the
+    next row the caller will visit (-1: none): its parameter rows are
+    prefetched one per entry of this row, so their misses overlap this
+    row's work without flooding the memory system.
     """
     k = q.shape[0]
     zero = P.dtype.type(0)
@@ -16,7 +20,12 @@ def row_forward(indptr, indices, data, P, r, q):
         q[f] = zero
     lin = zero
     sq = zero
-    for p in range(indptr[r], indptr[r + 1]):
+    p0 = indptr[r]
+    pn = indptr[rn] - p0 if rn >= 0 else 0  # next row's entry at the same step
+    pn_end = indptr[rn + 1] if rn >= 0 else 0
+    for p in range(p0, indptr[r + 1]):
+        if p + pn < pn_end:
+            prefetch_row(P, indices[p + pn])
         j = indices[p]
         x = data[p]
         lin += P[j, 0] * x
@@ -24,6 +33,8 @@ def row_forward(indptr, indices, data, P, r, q):
             v = P[j, f + 1] * x
             q[f] += v
             sq += v * v
+    for p in range(indptr[r + 1] + pn, pn_end):  # next row longer than this one
+        prefetch_row(P, indices[p])
     inter = zero
     for f in range(k):
         inter += q[f] * q[f]

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH, kernel
+from ._prefetch import prefetch_row
 from .forward import forward_batch
 from .transpose import transpose_batch
 
@@ -25,11 +26,17 @@ N_SPLIT = 64  # interleaved work units per update: spreads hot features
 
 
 @njit(inline="always", fastmath=FASTMATH, nogil=True)
-def _adam_row(a, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
+def _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
               b1, b2, c1, c2, step, rbc2, ep, lam_w, lam_v):
-    """Gradient and Adam update of row uniq[a] (see adam_update)."""
+    """Gradient and Adam update of row uniq[a] (see adam_update); uniq[an]
+    (an >= 0) is prefetched."""
     k = P.shape[1] - 1
     t = P.dtype.type
+    if an >= 0:  # the row this thread updates next: overlap its misses with this one
+        jn = uniq[an]
+        prefetch_row(P, jn)
+        prefetch_row(M, jn)
+        prefetch_row(S, jn)
     j = uniq[a]
     gw = t(0)
     gx2 = t(0)
@@ -84,7 +91,8 @@ def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
     for c in prange(N_SPLIT):
         gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
         for a in range(c, n_uniq, N_SPLIT):
-            _adam_row(a, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
+            an = a + N_SPLIT if a + N_SPLIT < n_uniq else -1
+            _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
                       b1, b2, c1, c2, step, rbc2, ep, lam_w, lam_v)
 
 

@@ -9,7 +9,8 @@ from ._row import row_forward
 @njit(inline="always", fastmath=FASTMATH, nogil=True)
 def _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, yhat, Q, G, L):
     r = rows[i]
-    yh = w0 + row_forward(indptr, indices, data, P, r, Q[i])
+    rn = rows[i + 1] if i + 1 < rows.shape[0] else -1
+    yh = w0 + row_forward(indptr, indices, data, P, r, Q[i], rn)
     yhat[i] = yh
     G[i] = sw[r] * loss_grad(loss_code, yh, y[r])
     L[i] = sw[r] * loss_value(loss_code, yh, y[r])

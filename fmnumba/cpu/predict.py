@@ -22,4 +22,5 @@ def predict_csr(indptr, indices, data, w0, P, out):
         q = np.empty(k, dtype=P.dtype)
         stop = min(n, (c + 1) * CHUNK)
         for r in range(c * CHUNK, stop):
-            out[r] = w0 + row_forward(indptr, indices, data, P, r, q)
+            rn = r + 1 if r + 1 < stop else -1
+            out[r] = w0 + row_forward(indptr, indices, data, P, r, q, rn)

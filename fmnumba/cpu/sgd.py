@@ -29,9 +29,11 @@ def sgd_epoch(indptr, indices, data, y, sw, order, n_chunks, loss_code, P,
     eta = t(lr)
     for c in prange(n_chunks):
         q = np.empty(k, dtype=P.dtype)
-        for pos in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+        stop = (c + 1) * n // n_chunks
+        for pos in range(c * n // n_chunks, stop):
             r = order[pos]
-            yh = t(bstate[0]) + row_forward(indptr, indices, data, P, r, q)
+            rn = order[pos + 1] if pos + 1 < stop else -1
+            yh = t(bstate[0]) + row_forward(indptr, indices, data, P, r, q, rn)
             loss = sw[r] * loss_value(loss_code, yh, y[r])
             L[pos] = loss
             if not np.isfinite(loss):
