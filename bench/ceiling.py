@@ -30,51 +30,39 @@ def _kernels():
 
     from fmnumba.cpu._prefetch import prefetch_row
 
-    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
-    def gather_sum(indptr, indices, T, out):
-        n = out.shape[0]
-        k = T.shape[1]
-        n_chunks = (n + CHUNK - 1) // CHUNK
-        for c in prange(n_chunks):
-            acc = np.empty(k, dtype=T.dtype)
-            for r in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-                for f in range(k):
-                    acc[f] = 0
-                for p in range(indptr[r], indptr[r + 1]):
-                    j = indices[p]
+    def make_gather(prefetch):
+        """Gather-and-sum of T's rows per CSR row; with prefetch, the next
+        row's table rows are prefetched one per entry (the scheme fmnumba's
+        kernels use), the bound for latency-hidden gathers. `prefetch` is a
+        compile-time constant of each compiled kernel."""
+        @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
+        def gather(indptr, indices, T, out):
+            n = out.shape[0]
+            k = T.shape[1]
+            n_chunks = (n + CHUNK - 1) // CHUNK
+            for c in prange(n_chunks):
+                acc = np.empty(k, dtype=T.dtype)
+                stop = min(n, (c + 1) * CHUNK)
+                for r in range(c * CHUNK, stop):
                     for f in range(k):
-                        acc[f] += T[j, f]
-                s = T.dtype.type(0)
-                for f in range(k):
-                    s += acc[f]
-                out[r] = s
+                        acc[f] = 0
+                    p0 = indptr[r]
+                    pn = indptr[r + 1] - p0 if prefetch and r + 1 < stop else 0
+                    pn_end = indptr[r + 2] if prefetch and r + 1 < stop else 0
+                    for p in range(p0, indptr[r + 1]):
+                        if p + pn < pn_end:
+                            prefetch_row(T, indices[p + pn])
+                        j = indices[p]
+                        for f in range(k):
+                            acc[f] += T[j, f]
+                    s = T.dtype.type(0)
+                    for f in range(k):
+                        s += acc[f]
+                    out[r] = s
+        return gather
 
-    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
-    def gather_sum_prefetch(indptr, indices, T, out):
-        # the same gather, prefetching the next row's table rows one per entry
-        # (the scheme fmnumba's kernels use): the bound for latency-hidden gathers
-        n = out.shape[0]
-        k = T.shape[1]
-        n_chunks = (n + CHUNK - 1) // CHUNK
-        for c in prange(n_chunks):
-            acc = np.empty(k, dtype=T.dtype)
-            stop = min(n, (c + 1) * CHUNK)
-            for r in range(c * CHUNK, stop):
-                for f in range(k):
-                    acc[f] = 0
-                p0 = indptr[r]
-                pn = indptr[r + 1] - p0 if r + 1 < stop else 0
-                pn_end = indptr[r + 2] if r + 1 < stop else 0
-                for p in range(p0, indptr[r + 1]):
-                    if p + pn < pn_end:
-                        prefetch_row(T, indices[p + pn])
-                    j = indices[p]
-                    for f in range(k):
-                        acc[f] += T[j, f]
-                s = T.dtype.type(0)
-                for f in range(k):
-                    s += acc[f]
-                out[r] = s
+    gather_sum = make_gather(False)
+    gather_sum_prefetch = make_gather(True)
 
     @njit(parallel=True, fastmath=True, nogil=True)
     def stream_sum(a):

