@@ -10,6 +10,12 @@
   shape.
 * streaming bandwidth: a parallel Numba sum over a large float32 array
   (read GB/s) and numpy copy (GB/s counted as bytes read + written).
+* Adam state bound: the bare read-modify-write of the P, M and S rows (1 + k
+  float32 each) of every feature an Adam epoch touches, batch by batch over
+  the same random rows and batch size as bench/throughput.py, split among
+  threads like fmnumba's adam_update (interleaved) with each thread's next
+  row prefetched. Lazy Adam must do at least this per epoch, so epoch_nnz·k over
+  (this time + the gather time of the epoch's rows) bounds its throughput.
 
 Run in its own process (NUMBA_NUM_THREADS set explicitly by the caller):
 
@@ -29,6 +35,7 @@ def _kernels():
     from numba import njit, prange
 
     from fmnumba.cpu._prefetch import prefetch_row
+    from fmnumba.cpu.adam import N_SPLIT
 
     def make_gather(prefetch):
         """Gather-and-sum of T's rows per CSR row; with prefetch, the next
@@ -61,6 +68,31 @@ def _kernels():
                     out[r] = s
         return gather
 
+    @njit(inline="always", fastmath=True, nogil=True)
+    def _rmw(P, M, S, j):
+        for f in range(P.shape[1]):
+            m = np.float32(0.9) * M[j, f] + np.float32(0.1) * P[j, f]
+            s = np.float32(0.999) * S[j, f] + np.float32(0.001) * m
+            M[j, f] = m
+            S[j, f] = s
+            P[j, f] -= np.float32(1e-3) * s
+
+    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
+    def state_rmw(ustart, uall, P, M, S):
+        """Per batch b: P, M, S rows uall[ustart[b]:ustart[b+1]] updated in
+        place (a multiply-add each, the memory traffic of an Adam step)."""
+        for b in range(ustart.shape[0] - 1):
+            a0 = ustart[b]
+            n = ustart[b + 1] - a0
+            for c in prange(N_SPLIT):
+                for a in range(c, n, N_SPLIT):
+                    if a + N_SPLIT < n:
+                        jn = uall[a0 + a + N_SPLIT]
+                        prefetch_row(P, jn)
+                        prefetch_row(M, jn)
+                        prefetch_row(S, jn)
+                    _rmw(P, M, S, uall[a0 + a])
+
     gather_sum = make_gather(False)
     gather_sum_prefetch = make_gather(True)
 
@@ -71,7 +103,19 @@ def _kernels():
             s += a[i]
         return s
 
-    return gather_sum, gather_sum_prefetch, stream_sum
+    return gather_sum, gather_sum_prefetch, stream_sum, state_rmw
+
+
+def batch_features(indptr, indices, order, batch_size):
+    """(ustart, uall): the distinct features of each batch of `order`."""
+    us, parts = [0], []
+    for b in range(0, order.size, batch_size):
+        rows = order[b:b + batch_size]
+        idx = np.concatenate([indices[indptr[r]:indptr[r + 1]] for r in rows])
+        u = np.unique(idx)
+        parts.append(u)
+        us.append(us[-1] + u.size)
+    return np.array(us, dtype=np.int64), np.concatenate(parts).astype(indices.dtype)
 
 
 def _median_time(fn, repeats):
@@ -84,18 +128,18 @@ def _median_time(fn, repeats):
 
 
 def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
-            stream_mib=512, uniform=True, seed=0):
+            stream_mib=512, uniform=True, seed=0, epoch_rows=200_000, batch_size=256):
     """Return a dict of ceiling measurements (see module docstring)."""
     import numba
 
-    gather_sum, gather_sum_prefetch, stream_sum = _kernels()
+    gather_sum, gather_sum_prefetch, stream_sum, state_rmw = _kernels()
     rng = np.random.default_rng(seed)
     n_rows = indptr.shape[0] - 1
     nnz = int(indptr[-1])
     out = np.empty(n_rows, dtype=np.float32)
     thread_list = sorted({1, int(threads)})
     res = {"n_rows": n_rows, "nnz": nnz, "n_features": int(n_features), "gather": [],
-           "stream": [], "threads": int(threads), "repeats": repeats,
+           "stream": [], "adam_state": [], "threads": int(threads), "repeats": repeats,
            "numba_threading_layer": None}
     idx_sets = [("real", indices)]
     if uniform:
@@ -117,6 +161,25 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
                                       "plain_time_s": times["plain"],
                                       "prefetch_time_s": times["prefetch"]})
         del T
+    # the rows and batches of bench/throughput.py's Adam epoch (same seed)
+    order = np.random.default_rng(seed).permutation(n_rows)[:min(epoch_rows, n_rows)]
+    ustart, uall = batch_features(indptr, indices, order, batch_size)
+    lens = indptr[1:] - indptr[:-1]
+    epoch_nnz = int(lens[order].sum())
+    n_b = ustart.size - 1
+    for k in ks:
+        P = np.ones((n_features, 1 + k), dtype=np.float32)
+        M = np.zeros_like(P)
+        S = np.zeros_like(P)
+        state_rmw(ustart[:2], uall, P, M, S)
+        for nt in thread_list:
+            numba.set_num_threads(nt)
+            s = _median_time(lambda: state_rmw(ustart, uall, P, M, S), repeats)
+            res["adam_state"].append({"k": k, "threads": nt, "batch_size": batch_size,
+                                      "batches": n_b, "epoch_rows": int(order.size),
+                                      "epoch_nnz": epoch_nnz, "rows_updated": int(uall.size),
+                                      "time_s": s, "time_per_batch_s": s / n_b})
+        del P, M, S
     try:
         res["numba_threading_layer"] = numba.threading_layer()
     except Exception:  # noqa: BLE001
@@ -146,14 +209,21 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--stream-mib", type=int, default=512)
+    p.add_argument("--epoch-rows", type=int, default=200_000)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="Adam batch size (default: the estimators' default)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     z = np.load(a.data)
     indptr = z["indptr"].astype(np.int64)
     indices = z["indices"].astype(np.int32)
     n_features = int(z["shape"][1])
+    if a.batch_size is None:
+        from fmnumba import FMRegressor
+        a.batch_size = FMRegressor().batch_size
     res = measure(indptr, indices, n_features, ks=[int(x) for x in a.k.split(",")],
-                  threads=a.threads, repeats=a.repeats, stream_mib=a.stream_mib)
+                  threads=a.threads, repeats=a.repeats, stream_mib=a.stream_mib,
+                  epoch_rows=a.epoch_rows, batch_size=a.batch_size)
     txt = json.dumps(res, indent=1)
     if a.out:
         with open(a.out, "w") as f:

@@ -157,7 +157,7 @@ def _breakdown(cpu, indptr, indices, data, y, sw, order, code, P, M, S, w0, lam,
     mx = int(max(lens[order[b * nb:(b + 1) * nb]].sum() for b in range(n_batches)))
     uniq = np.empty(mx, dtype=indices.dtype)
     starts = np.empty(mx + 1, dtype=np.int64)
-    er = np.empty(mx, dtype=np.int64)
+    er = np.empty(mx, dtype=np.int32)
     ev = np.empty(mx, dtype=dt)
     sb = np.ones(nb, dtype=dt)
     t = np.zeros(3)
@@ -190,9 +190,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--epoch-rows", type=int, default=200_000)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="Adam batch size (default: the estimators' default)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
+    if a.batch_size is None:
+        from fmnumba import FMRegressor
+        a.batch_size = FMRegressor().batch_size
     z = np.load(a.data)
     res = measure(z["indptr"].astype(np.int64), z["indices"].astype(np.int32),
                   z["data"].astype(np.float32), z["y"], int(z["shape"][1]), ks=[int(x) for x in a.k.split(",")],

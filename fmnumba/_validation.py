@@ -336,6 +336,7 @@ def check_params(est, valid_losses):
     """Validate hyperparameters at fit; messages list the valid choices."""
     _num("n_factors", est.n_factors, 1, False, integer=True)
     _num("learning_rate", est.learning_rate, 0, True)
+    _num("lr_decay", est.lr_decay, 0, False)
     _num("max_iter", est.max_iter, 1, False, integer=True)
     _num("batch_size", est.batch_size, 1, False, integer=True)
     _num("init_std", est.init_std, 0, False)

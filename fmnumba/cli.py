@@ -108,6 +108,16 @@ def _positive_float(value):
     return x
 
 
+def _nonneg_float(value):
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not (math.isfinite(x) and x >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return x
+
+
 def _l2(value):
     """'0.01' -> 0.01; '0.001,0.01' -> [0.001, 0.01] (one strength per group)."""
     parts = [p.strip() for p in value.split(",")]
@@ -133,9 +143,12 @@ _D = {}
 
 def build_parser():
     from . import __version__
-    from .estimators import FMRegressor
+    from .estimators import FMClassifier, FMRegressor
     global _D
-    _D = FMRegressor().get_params()  # --help shows the estimators' own defaults
+    reg, clf = FMRegressor().get_params(), FMClassifier().get_params()
+    # --help shows the estimators' own defaults (per task where they differ)
+    _D = {k: v if clf.get(k) == v else f"{v} for regression, {clf[k]} for classification"
+          for k, v in reg.items()}
     parser = _Parser(
         prog="fmnumba",
         description="Factorization Machines on sparse data (Numba kernels).",
@@ -179,6 +192,8 @@ def build_parser():
                    help="optimiser (default adam)")
     p.add_argument("--learning-rate", "--lr", type=_positive_float, default=None,
                    help=f"step size (default {_D['learning_rate']})")
+    p.add_argument("--lr-decay", type=_nonneg_float, default=None,
+                   help=f"epoch e uses LR / (1 + LR_DECAY·e) (default {_D['lr_decay']})")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help=f"mini-batch size for adam (default {_D['batch_size']})")
     p.add_argument("--l2-w", type=_l2, default=None, metavar="L2",
@@ -509,7 +524,7 @@ def cmd_fit(args):
               "verbose": _verbosity(args.verbose)}
     for opt, name in (("factors", "n_factors"), ("epochs", "max_iter"), ("loss", "loss"),
                       ("solver", "solver"), ("learning_rate", "learning_rate"),
-                      ("batch_size", "batch_size"), ("l2_w", "l2_reg_w"),
+                      ("lr_decay", "lr_decay"), ("batch_size", "batch_size"), ("l2_w", "l2_reg_w"),
                       ("l2_v", "l2_reg_v"), ("init_std", "init_std")):
         value = getattr(args, opt)
         if value is not None:

@@ -18,8 +18,8 @@ class _BaseFM(BaseEstimator):
     _valid_losses = ()
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.002, max_iter=30, batch_size=256, l2_reg_w=0.01,
-                 l2_reg_v=0.01, init_std=0.01, tol=None, early_stopping=False,
+                 learning_rate=0.01, lr_decay=0.5, max_iter=30, batch_size=256,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, warm_start=False,
                  random_state=None, n_jobs=None, device="cpu", dtype=np.float32,
                  verbose=0, on_divergence="raise", groups=None):
@@ -27,6 +27,7 @@ class _BaseFM(BaseEstimator):
         self.loss = loss
         self.solver = solver
         self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.l2_reg_w = l2_reg_w
@@ -83,7 +84,8 @@ class _BaseFM(BaseEstimator):
     def _config(self, n_features):
         return TrainConfig(
             loss_code=LOSS_CODES[self.loss], solver=self.solver,
-            learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
+            learning_rate=float(self.learning_rate), lr_decay=float(self.lr_decay),
+            batch_size=int(self.batch_size),
             l2_reg_w=V.per_feature_l2("l2_reg_w", self.l2_reg_w, self.groups, n_features),
             l2_reg_v=V.per_feature_l2("l2_reg_v", self.l2_reg_v, self.groups, n_features),
             tol=self.tol, n_iter_no_change=int(self.n_iter_no_change),
@@ -232,14 +234,14 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     _valid_losses = ("logistic", "hinge")
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
-                 learning_rate=0.002, max_iter=30, batch_size=256, l2_reg_w=0.01,
-                 l2_reg_v=0.01, init_std=0.01, tol=None, early_stopping=False,
+                 learning_rate=0.005, lr_decay=1.0, max_iter=30, batch_size=256,
+                 l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=5, warm_start=False,
                  random_state=None, n_jobs=None, device="cpu", dtype=np.float32,
                  verbose=0, on_divergence="raise", groups=None):
         super().__init__(
             n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
-            max_iter=max_iter, batch_size=batch_size, l2_reg_w=l2_reg_w,
+            lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size, l2_reg_w=l2_reg_w,
             l2_reg_v=l2_reg_v, init_std=init_std, tol=tol, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             warm_start=warm_start, random_state=random_state, n_jobs=n_jobs,

@@ -53,6 +53,7 @@ class TrainConfig:
     batch_size: int
     l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,)
     l2_reg_v: np.ndarray
+    lr_decay: float = 0.0   # epoch e (counted over the model's life) uses lr / (1 + lr_decay·e)
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
@@ -127,8 +128,22 @@ def _adam_serial_is_faster(X, state, cfg):
     return 3 * state.P.nbytes <= _SMALL_TABLES and work < _LIGHT_BATCH
 
 
-def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch):
-    """One epoch; returns (Σ s·ℓ, Σ s) over the rows visited before any
+def _compact_l2(lam, dtype):
+    """Per-feature L2 strengths in the kernels' form: one shared value as a
+    (1,) array when all are equal (the kernels then skip a random read per
+    entry), else the (n_features,) array."""
+    lam = np.asarray(lam, dtype=dtype)
+    return lam[:1].copy() if lam.size and bool((lam == lam[0]).all()) else lam
+
+
+def epoch_learning_rate(cfg, epoch):
+    """Step size of epoch `epoch` (0-based, counted over every fit and
+    partial_fit call of the model): learning_rate / (1 + lr_decay·epoch)."""
+    return cfg.learning_rate / (1.0 + cfg.lr_decay * epoch)
+
+
+def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
+    """One epoch at step size lr; returns (Σ s·ℓ, Σ s) over the rows visited before any
     non-finite loss, and whether everything stayed finite."""
     if cfg.solver == "adam":
         state.ensure_adam()
@@ -138,14 +153,14 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch):
         with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
             t, done = kern.adam_epoch(
                 X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
-                state.P, state.M, state.S, state.bstate, state.t, cfg.learning_rate,
+                state.P, state.M, state.S, state.bstate, state.t, lr,
                 cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw)
         state.t = int(t)
         ok = done == n_batches
         return bl[:done].sum(), bw[:done].sum(), ok
     L = np.empty(order.shape[0])
     kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
-                   state.P, state.bstate, cfg.learning_rate, cfg.l2_reg_w, cfg.l2_reg_v, L)
+                   state.P, state.bstate, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
     fin = np.isfinite(L)
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
@@ -174,8 +189,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
     n = X.shape[0]
     dtype = state.P.dtype
     sw_k = (sw / sw.mean()).astype(dtype) if cfg.solver == "sgd" else sw.astype(dtype)
-    cfg.l2_reg_w = np.asarray(cfg.l2_reg_w, dtype=dtype)
-    cfg.l2_reg_v = np.asarray(cfg.l2_reg_v, dtype=dtype)
+    cfg.l2_reg_w = _compact_l2(cfg.l2_reg_w, dtype)
+    cfg.l2_reg_v = _compact_l2(cfg.l2_reg_v, dtype)
     scratch = np.zeros(X.shape[1], dtype=np.int64)
     hist = cfg.history
     best = (np.inf, None, 0)
@@ -198,9 +213,10 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                     np.copyto(snap[0], state.P)
                     np.copyto(snap[1], state.bstate)
                 order = rng.permutation(n).astype(np.int64)
+                lr = epoch_learning_rate(cfg, len(hist["train_loss"]))
                 try:
                     lsum, wsum, ok = _run_epoch(kern, X, y, sw_k, order, state, cfg,
-                                                n_threads, scratch)
+                                                n_threads, scratch, lr)
                 except KeyboardInterrupt:
                     _restore(state, snap)
                     raise
@@ -209,8 +225,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                 if not ok:
                     _restore(state, snap)
                     msg = (f"training diverged in epoch {len(hist['train_loss']) + 1} "
-                           f"(non-finite loss or parameters) with learning_rate="
-                           f"{cfg.learning_rate}. The model keeps the last finite parameters "
+                           f"(non-finite loss or parameters) at step size {lr:.6g} "
+                           f"(learning_rate={cfg.learning_rate}, lr_decay={cfg.lr_decay}). The model keeps the last finite parameters "
                            "(from the end of the previous epoch). Try a smaller learning_rate, "
                            "stronger l2_reg_w/l2_reg_v, scaling X's values, or dtype=np.float64.")
                     if cfg.on_divergence == "warn":

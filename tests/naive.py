@@ -168,6 +168,12 @@ def loss_grad(code, yhat, y):
     raise ValueError(code)
 
 
+def per_feature(lam, p):
+    """L2 strengths as a (p,) float64 array; the kernels also accept one
+    value shared by all features as a (1,) array."""
+    return np.broadcast_to(np.asarray(lam, np.float64), (p,))
+
+
 # --------------------------------------------------------------------------
 # batch objective of adam.py
 # --------------------------------------------------------------------------
@@ -181,8 +187,8 @@ def batch_objective(X, y, s, w0, P, code, lam_w, lam_v):
     s = np.asarray(s, dtype=np.float64)
     w, V = split_P(P)
     yhat = predict_pairwise(X, w0, P)
-    reg_j = 0.5 * (np.asarray(lam_w, np.float64) * w ** 2
-                   + np.asarray(lam_v, np.float64) * (V ** 2).sum(axis=1))
+    reg_j = 0.5 * (per_feature(lam_w, P.shape[0]) * w ** 2
+                   + per_feature(lam_v, P.shape[0]) * (V ** 2).sum(axis=1))
     touched = X != 0
     per_row = loss(code, yhat, y) + touched.astype(np.float64) @ reg_j
     return float(np.dot(s, per_row) / s.sum())
@@ -208,9 +214,9 @@ def batch_objective_grad(X, y, s, w0, P, code, lam_w, lam_v):
     tot = s.sum()
     gw0 = sg.sum() / tot
     gP = np.zeros(P.shape, dtype=np.float64)
-    gP[:, 0] = (sg @ dw + np.asarray(lam_w, np.float64) * w * occ) / tot
+    gP[:, 0] = (sg @ dw + per_feature(lam_w, P.shape[0]) * w * occ) / tot
     gP[:, 1:] = (np.einsum("r,rjf->jf", sg, dV)
-                 + np.asarray(lam_v, np.float64)[:, None] * V * occ[:, None]) / tot
+                 + per_feature(lam_v, P.shape[0])[:, None] * V * occ[:, None]) / tot
     return gw0, gP
 
 
@@ -319,8 +325,8 @@ def sgd_step(X_row, y_r, s_r, w0, P, code, lr, lam_w, lam_v):
     _, dw, dV = grad_yhat(x, P)
     nz = x[0] != 0
     w, V = split_P(P)
-    lam_w = np.asarray(lam_w, np.float64)
-    lam_v = np.asarray(lam_v, np.float64)
+    lam_w = per_feature(lam_w, P.shape[0])
+    lam_v = per_feature(lam_v, P.shape[0])
     P[nz, 0] = w[nz] - lr * (g * dw[0, nz] + lam_w[nz] * w[nz])
     P[nz, 1:] = V[nz] - lr * (g * dV[0, nz] + lam_v[nz, None] * V[nz])
     return w0 - lr * g, ell

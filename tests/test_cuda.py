@@ -57,6 +57,8 @@ def adam_args(X, dtype, seed, loss_code=0):
     sw = rng.uniform(0.5, 2.0, n).astype(dtype)
     lw = rng.uniform(0, 0.05, p).astype(dtype)
     lv = rng.uniform(0, 0.05, p).astype(dtype)
+    if seed % 2:  # the kernels' shared form: one strength for every feature
+        lw, lv = lw[:1].copy(), lv[:1].copy()
     return y, sw, lw, lv, rng.permutation(n).astype(np.int64)
 
 

@@ -76,9 +76,14 @@ def assert_close(actual, expected, tol, what):
 
 
 def lam_arrays(rng, n_features, dtype, zero=False):
+    """Per-feature L2 strengths; a third of the draws use the kernels' shared
+    form, one value as a (1,) array."""
     if zero:
         z = np.zeros(n_features, dtype=dtype)
         return z, z.copy()
+    if rng.random() < 1 / 3:
+        return (np.array([rng.uniform(0, 0.1)], dtype=dtype),
+                np.array([rng.uniform(0, 0.1)], dtype=dtype))
     return (rng.uniform(0, 0.1, n_features).astype(dtype),
             rng.uniform(0, 0.1, n_features).astype(dtype))
 
@@ -105,9 +110,9 @@ def grad_magnitude(Xb, yhat_tol, s, g, P, lam_w, lam_v):
     occ = s @ (Xb != 0)
     qa = Xa @ Pa[:, 1:]
     mag = np.zeros(P.shape)
-    mag[:, 0] = ga @ Xa + np.asarray(lam_w, np.float64) * Pa[:, 0] * occ
+    mag[:, 0] = ga @ Xa + naive.per_feature(lam_w, Pa.shape[0]) * Pa[:, 0] * occ
     mag[:, 1:] = (Xa * ga[:, None]).T @ qa + Pa[:, 1:] * ((Xa ** 2).T @ ga)[:, None] \
-        + np.asarray(lam_v, np.float64)[:, None] * Pa[:, 1:] * occ[:, None]
+        + naive.per_feature(lam_v, Pa.shape[0])[:, None] * Pa[:, 1:] * occ[:, None]
     return mag / s.sum()
 
 
@@ -435,6 +440,36 @@ def test_adam_epoch_matches_naive_float64(prob, data):
     assert np.array_equal(P[untouched], prob.P[untouched])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sgd_epoch_chunks_keep_own_w0_and_sum_its_changes(seed):
+    """Two chunks over disjoint features (no Hogwild race on P): each chunk is
+    sequential SGD from the epoch's start w0, and w0 ends at the start plus
+    the sum of the chunks' changes."""
+    rng = np.random.default_rng(seed)
+    n, p, k = 40, 12, 3
+    D = np.zeros((n, p))
+    for r in range(n):
+        half = 0 if r < n // 2 else p // 2
+        cols = rng.choice(p // 2, 3, replace=False) + half
+        D[r, cols] = rng.normal(0, 1, 3)
+    X = sp.csr_matrix(D)
+    y = rng.normal(0, 1, n)
+    sw = rng.uniform(0.5, 1.5, n)
+    P0 = rng.normal(0, 0.2, (p, 1 + k))
+    lam_w, lam_v = lam_arrays(rng, p, np.float64)
+    order = np.concatenate([rng.permutation(n // 2), n // 2 + rng.permutation(n // 2)])
+    P, bstate, L = P0.copy(), np.array([0.3, 0.0, 0.0]), np.empty(n)
+    sgd_epoch(X.indptr, X.indices, X.data, y, sw, order.astype(np.int64), 2, 0, P, bstate,
+              0.05, lam_w, lam_v, L)
+    Pa, Pb = P0.copy(), P0.copy()
+    wa, La = naive.sgd_epoch(D, y, sw, order[:n // 2], 0.3, Pa, 0, 0.05, lam_w, lam_v)
+    wb, Lb = naive.sgd_epoch(D, y, sw, order[n // 2:], 0.3, Pb, 0, 0.05, lam_w, lam_v)
+    expected = np.vstack([Pa[:p // 2], Pb[p // 2:]])
+    np.testing.assert_allclose(P, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(L, np.concatenate([La, Lb]), rtol=1e-10, atol=1e-12)
+    assert np.isclose(bstate[0], 0.3 + (wa - 0.3) + (wb - 0.3), rtol=1e-12, atol=1e-12)
+
+
 @given(prob=S.fm_problem(dtype=np.float32, kind="moderate", p_scale=0.3, min_rows=1),
        data=st.data())
 @SLOW
@@ -692,6 +727,7 @@ def _adam_run(X, y, sw, P0, orders, batch_size, lam):
         t, done = adam_epoch(X.indptr, X.indices, X.data, y, sw, order, batch_size, 0, P, M,
                              S_, bstate, t, 0.01, BETA1, BETA2, EPS, lam, lam, cnt, bl, bw)
         assert done == n_batches
+        assert not cnt.any()
         losses.append(bl)
     return P, M, S_, bstate, t, np.concatenate(losses)
 

@@ -4,13 +4,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fmnumba import FMClassifier, FMRegressor
 
-# Small, quick settings: the checks fit many tiny problems. Everything else default.
+# Small, quick settings: the checks fit many tiny problems, one mini-batch per
+# epoch, so 30 Adam steps in all: a larger constant step (no decay) lets them
+# converge. Everything else default.
+_QUICK = dict(n_factors=2, max_iter=30, learning_rate=0.05, lr_decay=0.0, random_state=0)
 _ESTIMATORS = [
-    FMRegressor(n_factors=2, max_iter=30, learning_rate=0.05, random_state=0),
-    FMRegressor(n_factors=2, max_iter=30, learning_rate=0.05, random_state=0,
-                dtype=np.float64),
-    FMClassifier(n_factors=2, max_iter=30, learning_rate=0.05, random_state=0),
-    FMClassifier(n_factors=2, max_iter=30, learning_rate=0.05, loss="hinge", random_state=0),
+    FMRegressor(**_QUICK),
+    FMRegressor(**_QUICK, dtype=np.float64),
+    FMClassifier(**_QUICK),
+    FMClassifier(**_QUICK, loss="hinge"),
 ]
 
 _FLOAT32_WEIGHTS = ("float32 training: weighted and repeated rows agree to ~1e-6 relative, "

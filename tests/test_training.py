@@ -188,6 +188,45 @@ def test_partial_fit_one_epoch_per_call():
     assert clf._state.t == 10 and len(clf.history_["train_loss"]) == 2
 
 
+class _LrRecorder:
+    """The CPU kernels, recording the step size each epoch kernel is given."""
+
+    def __init__(self):
+        from fmnumba import cpu
+        self._cpu = cpu
+        self.lrs = []
+
+    def __getattr__(self, name):
+        return getattr(self._cpu, name)
+
+    def adam_epoch(self, *args):
+        self.lrs.append(args[13])
+        return self._cpu.adam_epoch(*args)
+
+    def sgd_epoch(self, *args):
+        self.lrs.append(args[10])
+        return self._cpu.sgd_epoch(*args)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("decay", [0.0, 0.5, 2.0])
+def test_lr_decay_schedule_counts_epochs_across_calls(monkeypatch, solver, decay):
+    """Epoch e (over fit, warm-started fit and partial_fit calls) runs at
+    learning_rate / (1 + lr_decay·e); a fresh fit starts again at e = 0."""
+    import fmnumba.estimators as E
+    rec = _LrRecorder()
+    monkeypatch.setattr(E, "get_kernels", lambda device, nnz=None: rec)
+    X, y = _small_problem(n=300, seed=5)
+    est = FMRegressor(solver=solver, learning_rate=0.01, lr_decay=decay, max_iter=3,
+                      random_state=0)
+    est.fit(X, y)
+    est.partial_fit(X, y)
+    est.set_params(warm_start=True, max_iter=2).fit(X, y)
+    est.set_params(warm_start=False).fit(X, y)
+    expected = [0.01 / (1 + decay * e) for e in (0, 1, 2, 3, 4, 5, 0, 1)]
+    np.testing.assert_allclose(rec.lrs, expected, rtol=1e-15)
+
+
 # --------------------------------------------------------------------------
 # early stopping
 # --------------------------------------------------------------------------

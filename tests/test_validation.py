@@ -342,6 +342,7 @@ BAD_PARAMS = [
     ("n_factors", 0, ">= 1"), ("n_factors", 2.5, "integer"), ("n_factors", True, "integer"),
     ("learning_rate", -0.1, "> 0"), ("learning_rate", 0.0, "> 0"), ("learning_rate", np.nan, "finite"),
     ("learning_rate", np.inf, "finite"), ("learning_rate", "fast", "number"),
+    ("lr_decay", -0.5, ">= 0"), ("lr_decay", np.nan, "finite"), ("lr_decay", "1", "number"),
     ("max_iter", 0, ">= 1"), ("max_iter", 2.0, "integer"), ("batch_size", 0, ">= 1"),
     ("batch_size", -5, ">= 1"), ("init_std", -1.0, ">= 0"), ("tol", -1e-3, ">= 0"),
     ("validation_fraction", 1.0, "(0, 1)"), ("validation_fraction", 0.0, "> 0"),

@@ -42,6 +42,46 @@ def prefetch_at(typingctx, arr, i, c):
     return types.void(arr, i, c), codegen
 
 
+@intrinsic
+def prefetch_1d(typingctx, arr, i):
+    """Prefetch the cache line holding arr[i] (1-D array)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        aryty, ity = signature.args
+        _emit(context, builder, aryty, args[0], [context.cast(builder, args[1], ity, types.intp)])
+        return context.get_dummy_value()
+
+    return types.void(arr, i), codegen
+
+
+@njit(inline="always", nogil=True)
+def prefetch_csr_ahead(order, pos, stop, indptr, indices, data):
+    """Prefetch CSR storage for rows visited later in a random order.
+
+    Row order[pos + 2]'s indices and data lines (its indptr entries were
+    prefetched two calls earlier) and the indptr entry of order[pos + 4], so
+    that row_forward's prefetch of order[pos + 1]'s parameter rows finds its
+    indices in cache. Shuffled epochs are about 2x slower at k=8 without it.
+    """
+    if pos + 4 < stop:
+        prefetch_1d(indptr, order[pos + 4])
+    if pos + 2 < stop:
+        r = order[pos + 2]
+        a = indptr[r]
+        b = indptr[r + 1]
+        step = max(1, 64 // indices.itemsize)
+        for p in range(a, b, step):
+            prefetch_1d(indices, p)
+        step = max(1, 64 // data.itemsize)
+        for p in range(a, b, step):
+            prefetch_1d(data, p)
+        if b > a:
+            prefetch_1d(indices, b - 1)
+            prefetch_1d(data, b - 1)
+
+
 @njit(inline="always", nogil=True)
 def prefetch_row(P, j):
     """Prefetch every cache line of row P[j] (a row of 1 + k values spans

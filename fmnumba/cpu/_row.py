@@ -39,3 +39,10 @@ def row_forward(indptr, indices, data, P, r, q, rn):
     for f in range(k):
         inter += q[f] * q[f]
     return lin + P.dtype.type(0.5) * (inter - sq)
+
+
+@njit(inline="always", nogil=True)
+def l2_of(lam, j):
+    """Per-feature L2 strength of feature j: lam has one value per feature, or
+    a single value shared by all (which saves a random read per entry)."""
+    return lam[0] if lam.shape[0] == 1 else lam[j]

@@ -19,6 +19,7 @@ from numba import njit, prange
 
 from .._config import FASTMATH, kernel
 from ._prefetch import prefetch_row
+from ._row import l2_of
 from .forward import forward_batch
 from .transpose import transpose_batch
 
@@ -52,8 +53,8 @@ def _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S
         sreg += sb[i]
         for f in range(k):
             gq[f] += gx * Q[i, f]
-    rw = lam_w[j] * sreg
-    rv = lam_v[j] * sreg
+    rw = l2_of(lam_w, j) * sreg
+    rv = l2_of(lam_v, j) * sreg
     for col in range(k + 1):
         p = P[j, col]
         if col == 0:
@@ -81,10 +82,10 @@ def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
     """Adam update of the rows uniq[:n_uniq] of P (and of M, S) in place.
 
     G (nb,) holds s_r·g_r, sb (nb,) s_r, Q (nb × k) the cached q; inv_s is
-    1 / Σ_batch s_r; lam_w, lam_v (n_features,) are the per-feature L2
-    strengths (of P's dtype); bc1, bc2 = 1 − β^t. Each row's gradient is
-    summed in batch order and each row is owned by one thread, so results do
-    not depend on the thread count.
+    1 / Σ_batch s_r; lam_w, lam_v are the per-feature L2 strengths (of P's
+    dtype), (n_features,) or (1,) for one value shared by all; bc1, bc2 =
+    1 − β^t. Each row's gradient is summed in batch order and each row is
+    owned by one thread, so results do not depend on the thread count.
     """
     b1, b2, c1, c2, step, rbc2, ep, isum = _adam_consts(P, lr, beta1, beta2, eps,
                                                          bc1, bc2, inv_s)
@@ -113,7 +114,7 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
                batch_loss, batch_weight):
     """One epoch of mini-batch lazy Adam over rows in the given order.
 
-    lam_w, lam_v: per-feature L2 (n_features,), P's dtype.
+    lam_w, lam_v: per-feature L2, (n_features,) or (1,), P's dtype.
     bstate = [w0, m_w0, s_w0] is updated in place; t0 is the global step
     count before the epoch. batch_loss[b] / batch_weight[b] receive the
     batch's Σ s·ℓ and Σ s (measured before its update). cnt (n_features,)
@@ -129,6 +130,8 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
     G = np.empty(nb_max, dtype=dt)
     L = np.empty(nb_max, dtype=np.float64)
     sb = np.empty(nb_max, dtype=dt)
+    if nb_max >= 2 ** 31:
+        raise ValueError("batch_size must be below 2**31 rows")
     max_nnz = 0
     for start in range(0, n, batch_size):
         tot = 0
@@ -138,7 +141,7 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
         max_nnz = max(max_nnz, tot)
     uniq = np.empty(max_nnz, dtype=indices.dtype)
     starts = np.empty(max_nnz + 1, dtype=np.int64)
-    ent_row = np.empty(max_nnz, dtype=np.int64)
+    ent_row = np.empty(max_nnz, dtype=np.int32)  # positions in a batch
     ent_val = np.empty(max_nnz, dtype=dt)
     t = t0
     done = 0

@@ -14,43 +14,57 @@ from numba import prange
 
 from .._config import kernel
 from ..losses import loss_grad, loss_value
-from ._row import row_forward
+from ._prefetch import prefetch_csr_ahead
+from ._row import l2_of, row_forward
 
 
 @kernel(parallel=True)
 def sgd_epoch(indptr, indices, data, y, sw, order, n_chunks, loss_code, P,
               bstate, lr, lam_w, lam_v, L):
-    """One SGD epoch; bstate[0] is w0; lam_w, lam_v (n_features,) per-feature
-    L2 in P's dtype; L[pos] receives s·ℓ of row order[pos]
-    measured before its update (NaN-free unless the model diverged)."""
+    """One SGD epoch; bstate[0] is w0; lam_w, lam_v per-feature L2 in P's
+    dtype, (n_features,) or (1,) for one value shared by all features;
+    L[pos] receives s·ℓ of row order[pos] measured before its update
+    (NaN-free unless the model diverged).
+
+    Each chunk updates its own copy of w0 and the chunks' changes are summed
+    at the end (with one chunk: plain sequential SGD); a shared w0 written
+    after every sample would bounce its cache line between the cores.
+    """
     n = order.shape[0]
     k = P.shape[1] - 1
     t = P.dtype.type
     eta = t(lr)
+    w_start = bstate[0]
+    dw0 = np.zeros(n_chunks)
     for c in prange(n_chunks):
         q = np.empty(k, dtype=P.dtype)
+        w0 = w_start
         stop = (c + 1) * n // n_chunks
         for pos in range(c * n // n_chunks, stop):
             r = order[pos]
             rn = order[pos + 1] if pos + 1 < stop else -1
-            yh = t(bstate[0]) + row_forward(indptr, indices, data, P, r, q, rn)
+            prefetch_csr_ahead(order, pos, stop, indptr, indices, data)
+            yh = t(w0) + row_forward(indptr, indices, data, P, r, q, rn)
             loss = sw[r] * loss_value(loss_code, yh, y[r])
             L[pos] = loss
             if not np.isfinite(loss):
                 continue
             g = t(sw[r] * loss_grad(loss_code, yh, y[r]))
-            bstate[0] -= lr * g
+            w0 -= lr * g
             for p in range(indptr[r], indptr[r + 1]):
                 x = data[p]
                 if x == 0:  # explicit zeros neither touch nor regularise a row
                     continue
                 j = indices[p]
                 gx = g * x
-                lw = lam_w[j]
-                lv = lam_v[j]
+                lw = l2_of(lam_w, j)
+                lv = l2_of(lam_v, j)
                 w = P[j, 0]
                 P[j, 0] = w - eta * (gx + lw * w)
                 gx2 = gx * x
                 for f in range(k):
                     v = P[j, f + 1]
                     P[j, f + 1] = v - eta * (gx * q[f] - v * gx2 + lv * v)
+        dw0[c] = w0 - w_start
+    for c in range(n_chunks):
+        bstate[0] += dw0[c]

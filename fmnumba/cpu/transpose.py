@@ -1,5 +1,6 @@
 """Per-batch transpose of CSR rows into feature-major entry lists."""
 from .._config import kernel
+from ._prefetch import prefetch_1d
 
 
 @kernel()
@@ -16,9 +17,14 @@ def transpose_batch(indptr, indices, data, rows, cnt, uniq, starts,
     Returns u, the number of distinct features.
     """
     u = 0
-    for i in range(rows.shape[0]):
+    nb = rows.shape[0]
+    for i in range(nb):
         r = rows[i]
+        rn = rows[i + 1] if i + 1 < nb else r
+        d = indptr[rn] - indptr[r]  # the next row's entry at the same step
         for p in range(indptr[r], indptr[r + 1]):
+            if p + d < indptr[rn + 1]:  # cnt is a random gather: overlap its misses
+                prefetch_1d(cnt, indices[p + d])
             if data[p] != 0:
                 j = indices[p]
                 if cnt[j] == 0:

@@ -48,3 +48,9 @@ def group_sum(red, tid, lane, lanes, val):
         cuda.syncthreads()
         s //= 2
     return red[tid - lane]
+
+
+@cuda.jit(device=True)
+def l2_of(lam, j):
+    """L2 strength of feature j: lam is (n_features,) or (1,) shared by all."""
+    return lam[0] if lam.shape[0] == 1 else lam[j]

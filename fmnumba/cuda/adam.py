@@ -27,6 +27,7 @@ from numba import cuda, float64
 
 from ._device import (TPB, blocks, data_to_device, lanes_for, param_to_device,
                       param_to_host)
+from ._row import l2_of
 from .forward import launch_forward
 from .transpose import Scratch, batch_offsets, launch_transpose
 
@@ -109,9 +110,9 @@ def update_kernel(uniq, nu, starts, lens, seg, ent_row, ent_val, G, sw, order, s
                 acc += gx * Q[i, col - 1]
         p = P[j, col]
         if col == 0:
-            g = (acc + lam_w[j] * sreg * p) * isum
+            g = (acc + l2_of(lam_w, j) * sreg * p) * isum
         else:
-            g = (acc - p * gx2 + lam_v[j] * sreg * p) * isum
+            g = (acc - p * gx2 + l2_of(lam_v, j) * sreg * p) * isum
         m = b1 * M[j, col] + c1 * g
         s = b2 * S[j, col] + c2 * g * g
         M[j, col] = m

@@ -15,6 +15,7 @@ from numba import cuda
 
 from ._device import TPB, blocks, data_to_device, param_to_device, param_to_host
 from ._losses import loss_grad, loss_value
+from ._row import l2_of
 
 HOGWILD_CHUNKS = 8192
 
@@ -61,9 +62,9 @@ def sgd_kernel(indptr, indices, data, y, sw, order, n, n_chunks, loss_code, P, b
             j = indices[p]
             gx = g * x
             w = P[j, 0]
-            P[j, 0] = w - eta * (gx + lam_w[j] * w)
+            P[j, 0] = w - eta * (gx + l2_of(lam_w, j) * w)
             gx2 = gx * x
-            lv = lam_v[j]
+            lv = l2_of(lam_v, j)
             for f in range(k):
                 v = P[j, f + 1]
                 P[j, f + 1] = v - eta * (gx * Qs[c, f] - v * gx2 + lv * v)
