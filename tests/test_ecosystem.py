@@ -151,8 +151,10 @@ def _frame(n=600, seed=0):
 
 def test_onehot_pipeline_regressor():
     rows, y = _frame()
+    # 500 rows: smaller batches than the default 256, or 30 epochs are only
+    # 60 decaying Adam steps (README: defaults are tuned on 100k+ rows)
     pipe = make_pipeline(OneHotEncoder(handle_unknown="ignore"),
-                         FMRegressor(n_factors=4, max_iter=30, random_state=0))
+                         FMRegressor(n_factors=4, max_iter=30, batch_size=32, random_state=0))
     pipe.fit(rows[:500], y[:500])
     pred = pipe.predict(rows[500:])
     rmse = np.sqrt(np.mean((pred - y[500:]) ** 2))
