@@ -2,7 +2,9 @@
 
 Calls the kernels directly (predict_csr, adam_epoch, sgd_epoch) on raw CSR
 arrays and a P table, warm JIT, median of --repeats, at 1 thread and at
---threads (the caller sets NUMBA_NUM_THREADS explicitly). Adam and SGD epochs
+--threads (the caller sets NUMBA_NUM_THREADS explicitly). Predict is timed
+in turn with bench/ceiling.py's gather kernels in the same process, so its
+fraction of the ceiling is not skewed by the machine's drift between runs. Adam and SGD epochs
 run over a random subset of --epoch-rows rows (the whole P table is used, so
 the cache behaviour is that of the full set). Also breaks an Adam epoch down
 into its per-batch stages (forward_batch, transpose_batch, adam_update) and
@@ -28,6 +30,26 @@ def _median_time(fn, repeats, setup=None):
         fn()
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts)), [float(t) for t in ts]
+
+
+def _interleaved(predict, T, indptr, indices, out, repeats):
+    """Median predict time, its times, and the gather ceiling's time (the
+    faster of bench/ceiling.py's plain and prefetching gathers), timed in
+    turn within each repeat so that both see the same machine state: the
+    shared machine's speed drifts between separate processes."""
+    from bench.ceiling import _kernels
+    gather, gather_pf = _kernels()[:2]
+    for g in (gather, gather_pf):
+        g(indptr, indices, T, out)
+    tp, tg, tgp = [], [], []
+    for _ in range(repeats):
+        for fn, acc in ((predict, tp), (lambda: gather(indptr, indices, T, out), tg),
+                        (lambda: gather_pf(indptr, indices, T, out), tgp)):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    return (float(np.median(tp)), [float(t) for t in tp],
+            min(float(np.median(tg)), float(np.median(tgp))))
 
 
 def _launch_overhead(threads, n_calls=2000):
@@ -116,12 +138,14 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
         cpu.adam_epoch(indptr, indices, data, y, sw, small, batch_size, code, P, M, S, bstate,
                        0, 1e-3, 0.9, 0.999, 1e-8, lam, lam, cnt, bl, bw)
         cpu.sgd_epoch(indptr, indices, data, y, sw, small, 1, code, P, bstate, 1e-3, lam, lam, L)
+        T = np.ascontiguousarray(P0[:, 1:])  # the ceiling gathers the k-wide V rows
         for nt in thread_list:
             numba.set_num_threads(nt)
             predict()
-            s, all_s = _median_time(predict, repeats)
+            s, all_s, ceil_s = _interleaved(predict, T, indptr, indices, out, repeats)
             res["kernels"].append({"kernel": "predict_csr", "k": k, "threads": nt, "nnz": nnz,
-                                   "time_s": s, "times_s": all_s, "nnz_k_per_s": nnz * k / s})
+                                   "time_s": s, "times_s": all_s, "nnz_k_per_s": nnz * k / s,
+                                   "ceiling_nnz_k_per_s": nnz * k / ceil_s})
             s, all_s = _median_time(adam, repeats, setup=reset)
             res["kernels"].append({"kernel": "adam_epoch", "k": k, "threads": nt,
                                    "nnz": epoch_nnz, "time_s": s, "times_s": all_s,

@@ -35,7 +35,8 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
     assert "## Targets (issue 4)" in md
     assert "### small" in md and "fmnumba" in md
     assert "peers skipped" in md
-    assert "fraction of ceiling" in md
+    assert "fraction of ceiling" in md and "same-process ceiling" in md
+    assert "Lazy-Adam state bound" in md and "state bound ms" in md
     pngs = sorted(out.glob("smoke-*.png"))
     assert any("curves-small" in p.name for p in pngs), pngs
     assert any("throughput" in p.name for p in pngs), pngs
@@ -47,6 +48,10 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
     curve = res["datasets"]["small"]["libs"]["fmnumba"]["curve"]
     assert len(curve) >= 1 and all("rmse" in pt and "time_s" in pt for pt in curve)
     assert res["throughput"]["kernels"] and res["ceiling"]["gather"]
+    assert res["ceiling"]["adam_state"] and all(
+        c["time_s"] > 0 and c["rows_updated"] > 0 for c in res["ceiling"]["adam_state"])
+    assert all(r["ceiling_nnz_k_per_s"] > 0 for r in res["throughput"]["kernels"]
+               if r["kernel"] == "predict_csr")
     assert res["rss"]["ideal_mib"] > 0
 
     # the report can be rebuilt from the saved JSON
