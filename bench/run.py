@@ -1084,10 +1084,8 @@ def profiling_section(tp, ceil=None):
     if not tp or not tp.get("breakdown"):
         return []
     L = ["## Where fmnumba's Adam time goes (profile)", "",
-         "Each Adam batch runs three stages; here they are called one by one from Python "
-         "over the same random batches of the large set (mean per batch). In an epoch the "
-         "forward pass and the transpose run side by side (one thread transposes while the "
-         "others run the forward rows: cpu/adam.py forward_transpose). *state bound* is "
+         "Each Adam batch runs three kernels; here they are called one by one from Python "
+         "over the same random batches of the large set (mean per batch). *state bound* is "
          "this machine's time for the bare read-modify-write of the batch's touched P, M and "
          "S rows (bench/ceiling.py, same batches), which any lazy Adam must pay; *launch* is "
          "the cost of one empty `prange` region (Numba "
@@ -1111,7 +1109,7 @@ def profiling_section(tp, ceil=None):
     if la:
         L += ["Empty parallel-region launch: " + ", ".join(
             f"{v * 1e6:.1f} µs at {k} thread(s)" for k, v in la.items())
-            + " (an Adam batch launches two: forward_transpose and adam_update).", ""]
+            + " (an Adam batch launches two: forward_batch and adam_update).", ""]
     return L
 
 

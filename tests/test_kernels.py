@@ -299,36 +299,6 @@ def test_transpose_batch_groups_per_feature(raw, data):
     assert u == np.count_nonzero((raw.dense()[rows] != 0).any(axis=0))
 
 
-@pytest.mark.parametrize("n_parts", [1, 2, 3, 8])
-def test_forward_transpose_equals_the_two_kernels(n_parts):
-    """Adam's fused pass gives exactly forward_batch's and transpose_batch's
-    outputs, whatever the number of parts."""
-    from fmnumba.cpu.adam import forward_transpose
-    X, y = _big_problem(seed=4, n=300, p=80)
-    dt = np.float32
-    rng = np.random.default_rng(3)
-    P = rng.normal(0, 0.1, (X.shape[1], 9)).astype(dt)
-    y = y.astype(dt)
-    sw = rng.uniform(0.5, 2.0, X.shape[0]).astype(dt)
-    rows = rng.permutation(X.shape[0])[:97].astype(np.int64)
-    mx = int(X.nnz)
-
-    def outputs():
-        return (np.full(97, np.nan, dt), np.full((97, 8), np.nan, dt), np.full(97, np.nan, dt),
-                np.full(97, np.nan), np.zeros(X.shape[1], np.int64), np.full(mx, -1, np.int32),
-                np.full(mx + 1, -1, np.int64), np.full(mx, -1, np.int32), np.full(mx, np.nan, dt))
-
-    ref = outputs()
-    forward_batch(X.indptr, X.indices, X.data, y, sw, rows, 0, 0.3, P, *ref[:4])
-    u = transpose_batch(X.indptr, X.indices, X.data, rows, *ref[4:])
-    got = outputs()
-    u_out = np.zeros(1, np.int64)
-    forward_transpose(X.indptr, X.indices, X.data, y, sw, rows, 0, 0.3, P, *got, n_parts, u_out)
-    assert u_out[0] == u > 0
-    for a, b in zip(ref, got):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_transpose_batch_by_hand():
     # rows: 0 -> {2: 1.0, 0: 0.0 (stored zero), 1: 5.0}; 1 -> {}; 2 -> {1: -2.0, 2: 3.0}
     indptr = np.array([0, 3, 3, 5], dtype=np.int32)

@@ -20,7 +20,7 @@ from numba import njit, prange
 from .._config import FASTMATH, kernel
 from ._prefetch import prefetch_row
 from ._row import l2_of
-from .forward import _forward_one
+from .forward import forward_batch
 from .transpose import transpose_batch
 
 N_SPLIT = 64  # interleaved work units per update: spreads hot features
@@ -97,54 +97,29 @@ def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
                       b1, b2, c1, c2, step, rbc2, ep, lam_w, lam_v)
 
 
-@kernel(parallel=True)
-def forward_transpose(indptr, indices, data, y, sw, rows, loss_code, w0, P, yhat, Q, G, L,
-                      cnt, uniq, starts, ent_row, ent_val, n_parts, u_out):
-    """forward_batch and transpose_batch of one batch, side by side.
-
-    The transpose does not need the forward pass's results, so part 0 runs it
-    while parts 1 .. n_parts − 1 share the batch's forward rows (with
-    n_parts = 1, part 0 does both). Outputs are those of the two kernels,
-    with u_out[0] = the number of distinct features; no output depends on
-    n_parts.
-    """
-    nb = rows.shape[0]
-    nf = max(1, n_parts - 1)
-    for c in prange(n_parts):
-        if c == 0:
-            u_out[0] = transpose_batch(indptr, indices, data, rows, cnt, uniq, starts,
-                                       ent_row, ent_val)
-        if c > 0 or n_parts == 1:
-            part = c - 1 if c > 0 else 0
-            for i in range(part * nb // nf, (part + 1) * nb // nf):
-                _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, yhat,
-                             Q, G, L)
-
-
 def adam_epoch(*args):
-    """One epoch of mini-batch lazy Adam; see _adam_epoch for the arguments
-    (all but n_parts, which is Numba's current thread count).
+    """One epoch of mini-batch lazy Adam; see _adam_epoch for the arguments.
 
-    numba.get_num_threads() also starts Numba's thread pool: a cached serial
-    function that calls parallel kernels segfaults when loaded before the
-    pool exists (numba/numba#8578).
+    Starts Numba's thread pool first: a cached serial function that calls
+    parallel kernels segfaults when loaded before the pool exists
+    (numba/numba#8578).
     """
-    return _adam_epoch(*args, numba.get_num_threads())
+    numba.get_num_threads()
+    return _adam_epoch(*args)
 
 
 @kernel()
 def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
                P, M, S, bstate, t0, lr, beta1, beta2, eps, lam_w, lam_v, cnt,
-               batch_loss, batch_weight, n_parts):
+               batch_loss, batch_weight):
     """One epoch of mini-batch lazy Adam over rows in the given order.
 
     lam_w, lam_v: per-feature L2, (n_features,) or (1,), P's dtype.
     bstate = [w0, m_w0, s_w0] is updated in place; t0 is the global step
     count before the epoch. batch_loss[b] / batch_weight[b] receive the
     batch's Σ s·ℓ and Σ s (measured before its update). cnt (n_features,)
-    int64 is zero scratch. n_parts: parallel parts of forward_transpose
-    (results do not depend on it). Stops before updating on the first
-    non-finite batch loss. Returns (t, n_batches_done).
+    int64 is zero scratch. Stops before updating on the first non-finite
+    batch loss. Returns (t, n_batches_done).
     """
     n = order.shape[0]
     k = P.shape[1] - 1
@@ -168,16 +143,14 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
     starts = np.empty(max_nnz + 1, dtype=np.int64)
     ent_row = np.empty(max_nnz, dtype=np.int32)  # positions in a batch
     ent_val = np.empty(max_nnz, dtype=dt)
-    u_out = np.zeros(1, dtype=np.int64)
     t = t0
     done = 0
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         nb = stop - start
         rows = order[start:stop]
-        forward_transpose(indptr, indices, data, y, sw, rows, loss_code, bstate[0], P,
-                          yhat[:nb], Q[:nb], G[:nb], L[:nb], cnt, uniq, starts, ent_row,
-                          ent_val, n_parts, u_out)
+        forward_batch(indptr, indices, data, y, sw, rows, loss_code,
+                      bstate[0], P, yhat[:nb], Q[:nb], G[:nb], L[:nb])
         lsum = 0.0
         ssum = 0.0
         gsum = 0.0
@@ -197,7 +170,9 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
         bc1 = 1.0 - beta1 ** t
         bc2 = 1.0 - beta2 ** t
         inv_s = 1.0 / ssum
-        adam_update(uniq, u_out[0], starts, ent_row, ent_val, G[:nb], sb[:nb],
+        u = transpose_batch(indptr, indices, data, rows, cnt, uniq, starts,
+                            ent_row, ent_val)
+        adam_update(uniq, u, starts, ent_row, ent_val, G[:nb], sb[:nb],
                     Q[:nb], inv_s, P, M, S, lr, beta1, beta2, eps, bc1, bc2,
                     lam_w, lam_v)
         # intercept: plain Adam on the scalar, in float64
