@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.run import SHARED_DATA
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -36,8 +38,7 @@ def _datasets(quick):
 
     n = 20_000 if quick else 100_000
     sets = {}
-    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    a9a = [data / "a9a", data / "a9a.t"]
+    a9a = [SHARED_DATA / "a9a", SHARED_DATA / "a9a.t"]
     if all(p.exists() for p in a9a):
         Xtr, ytr = load_svmlight_file(str(a9a[0]), n_features=123)
         Xte, yte = load_svmlight_file(str(a9a[1]), n_features=123)

@@ -51,7 +51,6 @@ QUICK_EPOCHS = (3, 5)
 MCMC_PEERS = ("myfm", "fastfm")            # runners whose --epochs are sweeps
 PEER_MODULES = {"xlearn": "xlearn", "modernfm": "modern_fm", "myfm": "myfm",
                 "fastfm": "fastFM"}
-# fmnumba settings per dataset (empty: the estimator's defaults with n_factors=k)
 # fmnumba's settings per data set; where absent, the estimators' defaults
 # (chosen by bench/defaults_grid.py). The peers' runners carry settings tuned on
 # a9a for classification (bench/peers/run_*.py); fmnumba gets the same: the

@@ -372,7 +372,9 @@ def check_params(est, valid_losses):
 
 
 def per_feature_l2(name, value, groups, n_features):
-    """Expand an L2 strength to one value per feature, shape (n_features,).
+    """An L2 strength in the kernels' form: one value per feature, shape
+    (n_features,), or shape (1,) when every feature has the same strength
+    (the kernels then skip a random read per entry).
 
     value is a number, or with `groups` (int array, one group id in
     [0, n_groups) per feature) a sequence with one strength per group.
@@ -382,7 +384,7 @@ def per_feature_l2(name, value, groups, n_features):
             raise ValueError(f"{name} is a sequence but groups=None; pass a single number, "
                              "or groups= with one group id per feature.")
         _num(name, value, 0, False)
-        return np.full(n_features, float(value))
+        return np.array([float(value)])
     g = np.asarray(groups)
     if g.ndim != 1 or g.shape[0] != n_features or not np.issubdtype(g.dtype, np.integer):
         raise ValueError(f"groups must be an integer array with one group id per feature "
@@ -398,6 +400,8 @@ def per_feature_l2(name, value, groups, n_features):
                          f"defines {n_groups} groups; pass one strength per group.")
     for i, v in enumerate(vals):
         _num(f"{name}[{i}]", float(v), 0, False)
+    if vals.size and (vals == vals[0]).all():
+        return vals[:1].copy()
     return vals[g]
 
 

@@ -98,24 +98,22 @@ def _n_jobs(value):
     return n
 
 
-def _positive_float(value):
+def _float_arg(value, ok, what):
     try:
         x = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    if not (math.isfinite(x) and ok(x)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
     return x
+
+
+def _positive_float(value):
+    return _float_arg(value, lambda x: x > 0, "a positive number")
 
 
 def _nonneg_float(value):
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not (math.isfinite(x) and x >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
-    return x
+    return _float_arg(value, lambda x: x >= 0, "a number >= 0")
 
 
 def _l2(value):
@@ -524,8 +522,8 @@ def cmd_fit(args):
               "verbose": _verbosity(args.verbose)}
     for opt, name in (("factors", "n_factors"), ("epochs", "max_iter"), ("loss", "loss"),
                       ("solver", "solver"), ("learning_rate", "learning_rate"),
-                      ("lr_decay", "lr_decay"), ("batch_size", "batch_size"), ("l2_w", "l2_reg_w"),
-                      ("l2_v", "l2_reg_v"), ("init_std", "init_std")):
+                      ("lr_decay", "lr_decay"), ("batch_size", "batch_size"),
+                      ("l2_w", "l2_reg_w"), ("l2_v", "l2_reg_v"), ("init_std", "init_std")):
         value = getattr(args, opt)
         if value is not None:
             params[name] = value

@@ -19,10 +19,10 @@ class _BaseFM(BaseEstimator):
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
                  learning_rate=0.005, lr_decay=0.5, max_iter=30, batch_size=256,
-                 l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=5, warm_start=False,
-                 random_state=None, n_jobs=None, device="cpu", dtype=np.float32,
-                 verbose=0, on_divergence="raise", groups=None):
+                 l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 warm_start=False, random_state=None, n_jobs=None, device="cpu",
+                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None):
         self.n_factors = n_factors
         self.loss = loss
         self.solver = solver
@@ -235,18 +235,18 @@ class FMClassifier(ClassifierMixin, _BaseFM):
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
                  learning_rate=0.002, lr_decay=1.0, max_iter=30, batch_size=1024,
-                 l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=5, warm_start=False,
-                 random_state=None, n_jobs=None, device="cpu", dtype=np.float32,
-                 verbose=0, on_divergence="raise", groups=None):
+                 l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 warm_start=False, random_state=None, n_jobs=None, device="cpu",
+                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None):
         super().__init__(
             n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
-            lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size, l2_reg_w=l2_reg_w,
-            l2_reg_v=l2_reg_v, init_std=init_std, tol=tol, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
-            warm_start=warm_start, random_state=random_state, n_jobs=n_jobs,
-            device=device, dtype=dtype, verbose=verbose, on_divergence=on_divergence,
-            groups=groups)
+            lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
+            l2_reg_w=l2_reg_w, l2_reg_v=l2_reg_v, init_std=init_std, tol=tol,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, warm_start=warm_start,
+            random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
+            verbose=verbose, on_divergence=on_divergence, groups=groups)
 
     def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
         if y is None:

@@ -51,9 +51,9 @@ class TrainConfig:
     solver: str
     learning_rate: float
     batch_size: int
-    l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,)
+    l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,), or (1,) shared by all
     l2_reg_v: np.ndarray
-    lr_decay: float = 0.0   # epoch e (counted over the model's life) uses lr / (1 + lr_decay·e)
+    lr_decay: float = 0.0  # epoch e of the model's life runs at lr / (1 + lr_decay·e)
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
@@ -128,14 +128,6 @@ def _adam_serial_is_faster(X, state, cfg):
     return 3 * state.P.nbytes <= _SMALL_TABLES and work < _LIGHT_BATCH
 
 
-def _compact_l2(lam, dtype):
-    """Per-feature L2 strengths in the kernels' form: one shared value as a
-    (1,) array when all are equal (the kernels then skip a random read per
-    entry), else the (n_features,) array."""
-    lam = np.asarray(lam, dtype=dtype)
-    return lam[:1].copy() if lam.size and bool((lam == lam[0]).all()) else lam
-
-
 def epoch_learning_rate(cfg, epoch):
     """Step size of epoch `epoch` (0-based, counted over every fit and
     partial_fit call of the model): learning_rate / (1 + lr_decay·epoch)."""
@@ -143,8 +135,8 @@ def epoch_learning_rate(cfg, epoch):
 
 
 def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
-    """One epoch at step size lr; returns (Σ s·ℓ, Σ s) over the rows visited before any
-    non-finite loss, and whether everything stayed finite."""
+    """One epoch at step size lr; returns (Σ s·ℓ, Σ s) over the rows visited
+    before any non-finite loss, and whether everything stayed finite."""
     if cfg.solver == "adam":
         state.ensure_adam()
         n_batches = -(-order.shape[0] // cfg.batch_size)
@@ -189,8 +181,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
     n = X.shape[0]
     dtype = state.P.dtype
     sw_k = (sw / sw.mean()).astype(dtype) if cfg.solver == "sgd" else sw.astype(dtype)
-    cfg.l2_reg_w = _compact_l2(cfg.l2_reg_w, dtype)
-    cfg.l2_reg_v = _compact_l2(cfg.l2_reg_v, dtype)
+    cfg.l2_reg_w = np.asarray(cfg.l2_reg_w, dtype=dtype)
+    cfg.l2_reg_v = np.asarray(cfg.l2_reg_v, dtype=dtype)
     scratch = np.zeros(X.shape[1], dtype=np.int64)
     hist = cfg.history
     best = (np.inf, None, 0)
@@ -226,7 +218,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                     _restore(state, snap)
                     msg = (f"training diverged in epoch {len(hist['train_loss']) + 1} "
                            f"(non-finite loss or parameters) at step size {lr:.6g} "
-                           f"(learning_rate={cfg.learning_rate}, lr_decay={cfg.lr_decay}). The model keeps the last finite parameters "
+                           f"(learning_rate={cfg.learning_rate}, lr_decay={cfg.lr_decay}). "
+                           "The model keeps the last finite parameters "
                            "(from the end of the previous epoch). Try a smaller learning_rate, "
                            "stronger l2_reg_w/l2_reg_v, scaling X's values, or dtype=np.float64.")
                     if cfg.on_divergence == "warn":

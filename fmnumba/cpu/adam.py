@@ -125,13 +125,13 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
     k = P.shape[1] - 1
     dt = P.dtype
     nb_max = min(batch_size, n)
+    if nb_max >= 2 ** 31:  # batch positions are stored as int32
+        raise ValueError("batch_size must be below 2**31 rows")
     yhat = np.empty(nb_max, dtype=dt)
     Q = np.empty((nb_max, k), dtype=dt)
     G = np.empty(nb_max, dtype=dt)
     L = np.empty(nb_max, dtype=np.float64)
     sb = np.empty(nb_max, dtype=dt)
-    if nb_max >= 2 ** 31:
-        raise ValueError("batch_size must be below 2**31 rows")
     max_nnz = 0
     for start in range(0, n, batch_size):
         tot = 0
