@@ -16,6 +16,12 @@
   threads like fmnumba's adam_update (interleaved) with each thread's next
   row prefetched. Lazy Adam must do at least this per epoch, so epoch_nnz·k over
   (this time + the gather time of the epoch's rows) bounds its throughput.
+* SGD bound: the same epoch rows visited in their shuffled order, split into
+  one contiguous chunk per thread, gathering each row's k-wide table rows
+  (*read*) and then also writing each of them back once (*rmw*), prefetched as
+  fmnumba's sgd_epoch does. A per-sample SGD epoch in a fresh random order
+  must do at least the rmw pass (and reads its x values and 1 + k wide rows
+  on top), so its nnz·k/s is a bound for any such epoch on this machine.
 
 Run in its own process (NUMBA_NUM_THREADS set explicitly by the caller):
 
@@ -34,7 +40,7 @@ CHUNK = 1024
 def _kernels():
     from numba import njit, prange
 
-    from fmnumba.cpu._prefetch import prefetch_row
+    from fmnumba.cpu._prefetch import prefetch_1d, prefetch_row
     from fmnumba.cpu.adam import N_SPLIT
 
     def make_gather(prefetch):
@@ -93,8 +99,59 @@ def _kernels():
                         prefetch_row(S, jn)
                     _rmw(P, M, S, uall[a0 + a])
 
+    def make_shuffled(write):
+        """Gather-and-sum of T's rows per CSR row, visiting the rows in a
+        given (shuffled) order split into n_chunks contiguous chunks run in
+        parallel, as an SGD epoch does; with `write` (a compile-time
+        constant), each gathered row is then read-modify-written once (the
+        least a per-sample update must do), with Hogwild races. Prefetching
+        as in fmnumba's sgd_epoch: the next row's table rows, the indices two
+        rows ahead and indptr four rows ahead."""
+        @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
+        def shuffled(indptr, indices, order, T, n_chunks, out):
+            n = order.shape[0]
+            k = T.shape[1]
+            step = max(1, 64 // indices.itemsize)
+            for c in prange(n_chunks):
+                acc = np.empty(k, dtype=T.dtype)
+                stop = (c + 1) * n // n_chunks
+                for pos in range(c * n // n_chunks, stop):
+                    if pos + 4 < stop:
+                        prefetch_1d(indptr, order[pos + 4])
+                    if pos + 2 < stop:
+                        r2 = order[pos + 2]
+                        for p in range(indptr[r2], indptr[r2 + 1], step):
+                            prefetch_1d(indices, p)
+                        prefetch_1d(indices, max(indptr[r2], indptr[r2 + 1] - 1))
+                    r = order[pos]
+                    rn = order[pos + 1] if pos + 1 < stop else r
+                    p0 = indptr[r]
+                    pn = indptr[rn] - p0
+                    pn_end = indptr[rn + 1] if pos + 1 < stop else 0
+                    for f in range(k):
+                        acc[f] = 0
+                    for p in range(p0, indptr[r + 1]):
+                        if p + pn < pn_end:
+                            prefetch_row(T, indices[p + pn])
+                        j = indices[p]
+                        for f in range(k):
+                            acc[f] += T[j, f]
+                    if write:
+                        for p in range(p0, indptr[r + 1]):
+                            j = indices[p]
+                            for f in range(k):
+                                T[j, f] = np.float32(0.999) * T[j, f] + np.float32(1e-6) * acc[f]
+                    else:
+                        s = T.dtype.type(0)
+                        for f in range(k):
+                            s += acc[f]
+                        out[pos] = s
+        return shuffled
+
     gather_sum = make_gather(False)
     gather_sum_prefetch = make_gather(True)
+    shuffled_read = make_shuffled(False)
+    shuffled_rmw = make_shuffled(True)
 
     @njit(parallel=True, fastmath=True, nogil=True)
     def stream_sum(a):
@@ -103,7 +160,7 @@ def _kernels():
             s += a[i]
         return s
 
-    return gather_sum, gather_sum_prefetch, stream_sum, state_rmw
+    return gather_sum, gather_sum_prefetch, stream_sum, state_rmw, shuffled_read, shuffled_rmw
 
 
 def batch_features(indptr, indices, order, batch_size):
@@ -132,7 +189,7 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
     """Return a dict of ceiling measurements (see module docstring)."""
     import numba
 
-    gather_sum, gather_sum_prefetch, stream_sum, state_rmw = _kernels()
+    gather_sum, gather_sum_prefetch, stream_sum, state_rmw, sh_read, sh_rmw = _kernels()
     rng = np.random.default_rng(seed)
     n_rows = indptr.shape[0] - 1
     nnz = int(indptr[-1])
@@ -180,6 +237,22 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
                                       "epoch_nnz": epoch_nnz, "rows_updated": int(uall.size),
                                       "time_s": s, "time_per_batch_s": s / n_b})
         del P, M, S
+    res["sgd_bound"] = []
+    out_o = np.empty(order.size, dtype=np.float32)
+    for k in ks:
+        T = rng.standard_normal((n_features, k), dtype=np.float32)
+        for g in (sh_read, sh_rmw):
+            g(indptr, indices, order[:64], T, 1, out_o)
+        for nt in thread_list:
+            numba.set_num_threads(nt)
+            t_read = _median_time(lambda: sh_read(indptr, indices, order, T, nt, out_o), repeats)
+            t_rmw = _median_time(lambda: sh_rmw(indptr, indices, order, T, nt, out_o), repeats)
+            res["sgd_bound"].append({"k": k, "threads": nt, "epoch_rows": int(order.size),
+                                     "epoch_nnz": epoch_nnz, "read_time_s": t_read,
+                                     "rmw_time_s": t_rmw,
+                                     "read_nnz_k_per_s": epoch_nnz * k / t_read,
+                                     "rmw_nnz_k_per_s": epoch_nnz * k / t_rmw})
+        del T
     try:
         res["numba_threading_layer"] = numba.threading_layer()
     except Exception:  # noqa: BLE001

@@ -81,6 +81,7 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
     import numba
 
     from fmnumba import cpu
+    from fmnumba._validation import per_feature_l2
     from fmnumba.losses import LOSS_CODES
 
     rng = np.random.default_rng(seed)
@@ -90,7 +91,9 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
     dt = np.float32
     y = y.astype(dt)
     sw = np.ones(n_rows, dtype=dt)
-    lam = np.full(n_features, 1e-4, dtype=dt)
+    # the L2 form a fit passes when all features share one strength (the
+    # estimators' default): one (1,) value, no per-entry read of a lam table
+    lam = per_feature_l2("l2", 1e-4, None, n_features).astype(dt)
     code = LOSS_CODES["squared"]
     order = rng.permutation(n_rows)[:min(epoch_rows, n_rows)].astype(np.int64)
     lens = (indptr[1:] - indptr[:-1])

@@ -50,6 +50,10 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
     assert res["throughput"]["kernels"] and res["ceiling"]["gather"]
     assert res["ceiling"]["adam_state"] and all(
         c["time_s"] > 0 and c["rows_updated"] > 0 for c in res["ceiling"]["adam_state"])
+    assert res["ceiling"]["sgd_bound"] and all(
+        c["read_time_s"] > 0 and c["rmw_time_s"] > 0 and c["epoch_nnz"] > 0
+        for c in res["ceiling"]["sgd_bound"])
+    assert "SGD bound" in md
     assert all(r["ceiling_nnz_k_per_s"] > 0 for r in res["throughput"]["kernels"]
                if r["kernel"] == "predict_csr")
     assert res["rss"]["ideal_mib"] > 0
