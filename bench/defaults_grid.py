@@ -14,7 +14,16 @@ reached there, and each estimator's defaults are the setting with the
 smallest worst gap over its task's sets at the default epoch count. One seed,
 2 threads; writes bench/results/defaults-grid.md and .json.
 
-    python -m bench.defaults_grid [--epochs 30] [--quick]
+Both Adam forms of L2 are in the grid: `adam` (L2 in the gradient, charged per
+occurrence) with L2 {0.003, 0.01, 0.03}, and `adamw` (decoupled weight decay)
+with decay rates {0.03, 0.1, 0.3} and lr_decay {0.5, 1} (a decay rate is not an
+L2 strength: Adam's normalisation rescales an L2 gradient, so the two need
+other values; constant steps ranked 10th at best under adam, so adamw leaves
+them out).
+--reuse JSON takes the rows of an earlier run that match a setting instead of
+training it again.
+
+    python -m bench.defaults_grid [--epochs 30] [--quick] [--reuse FILE.json]
 """
 import argparse
 import itertools
@@ -96,20 +105,40 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--quick", action="store_true", help="small data and grid (smoke test)")
     p.add_argument("--out", default=str(RESULTS / "defaults-grid"))
+    p.add_argument("--solvers", default="adam,adamw")
+    p.add_argument("--reuse", default=None,
+                   help="JSON of an earlier run: its rows (same epochs) are reused")
     a = p.parse_args(argv)
     import numba
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     sets = _datasets(a.quick)
     if a.quick:
-        grid = {"learning_rate": [0.02], "lr_decay": [0.0, 1.0], "batch_size": [1024],
-                "l2": [0.01]}
+        grid = {"learning_rate": [0.02], "lr_decay": [0.0, 1.0], "batch_size": [1024]}
+        l2s = {"adam": [0.01], "adamw": [0.1]}
     else:
         grid = {"learning_rate": [0.002, 0.005, 0.01, 0.02], "lr_decay": [0.0, 0.5, 1.0],
-                "batch_size": [256, 1024], "l2": [0.003, 0.01, 0.03]}
+                "batch_size": [256, 1024]}
+        l2s = {"adam": [0.003, 0.01, 0.03], "adamw": [0.03, 0.1, 0.3]}
+    done = {}
+    if a.reuse:
+        old = json.loads(Path(a.reuse).read_text())
+        if old.get("epochs") == a.epochs:
+            for r in old["rows"]:
+                r["params"].setdefault("solver", "adam")
+                done[json.dumps(r["params"], sort_keys=True)] = r
     rows = []
-    for lr, decay, bs, l2 in itertools.product(*grid.values()):
-        params = dict(learning_rate=lr, lr_decay=decay, batch_size=bs, l2_reg_w=l2,
-                      l2_reg_v=l2, init_std=0.01)
+    settings = [(solver, lr, decay, bs, l2) for solver in a.solvers.split(",")
+                for lr, decay, bs in itertools.product(*grid.values()) for l2 in l2s[solver]
+                # adamw: only decaying schedules (under adam, constant steps ranked
+                # 10th at best for either estimator)
+                if solver == "adam" or decay > 0 or a.quick]
+    for solver, lr, decay, bs, l2 in settings:
+        params = dict(solver=solver, learning_rate=lr, lr_decay=decay, batch_size=bs,
+                      l2_reg_w=l2, l2_reg_v=l2, init_std=0.01)
+        key = json.dumps(params, sort_keys=True)
+        if key in done and set(done[key]["curves"]) == set(sets):
+            rows.append(done[key])
+            continue
         row = {"params": params, "curves": {}, "fit_s": {}}
         for name, (metric, Xtr, ytr, Xte, yte) in sets.items():
             row["curves"][name], row["fit_s"][name] = _curve(metric, params, Xtr, ytr, Xte,
@@ -131,8 +160,8 @@ def main(argv=None):
              + ", ".join(f"{n} {sets[n][0].upper()} {best[n]:.4f}" for n in sets) + ".",
              "Score: the worst relative gap to those bests over the estimator's data sets "
              "(lower is better); *first* is the first epoch within 0.5% of the best on every "
-             "set. The old defaults (learning rate 0.002, no decay, batch 256, L2 0.01) are "
-             "marked *old*.", ""]
+             "set. The old defaults (adam, learning rate 0.002, no decay, batch 256, L2 0.01) "
+             "are marked *old*. For adamw the L2 column is the decay rate.", ""]
     for est, metric in (("FMClassifier", "auc"), ("FMRegressor", "rmse")):
         names = [n for n in sets if sets[n][0] == metric]
         if not names:
@@ -144,17 +173,21 @@ def main(argv=None):
                                if r["worst_gap"][e] <= 0.005), None)
         ranked = sorted(rows, key=lambda r: r["worst_gap"][a.epochs])
         lines += [f"## {est} ({', '.join(names)})", "",
-                  "| rank | learning_rate | lr_decay | batch | L2 | "
+                  "| rank | solver | learning_rate | lr_decay | batch | L2 | "
                   + " | ".join(f"{n} @{a.epochs}" for n in names) + " | "
                   + " | ".join(f"worst gap @{e}" for e in checkpoints) + " | first |",
-                  "|" + "---|" * (6 + len(names) + len(checkpoints))]
+                  "|" + "---|" * (7 + len(names) + len(checkpoints))]
+        shown = set()
         for i, r in enumerate(ranked):
             q = r["params"]
-            old = (q["learning_rate"], q["lr_decay"], q["batch_size"], q["l2_reg_w"]) == \
-                (0.002, 0.0, 256, 0.01)
-            if i >= 12 and not old:
+            old = (q["solver"], q["learning_rate"], q["lr_decay"], q["batch_size"],
+                   q["l2_reg_w"]) == ("adam", 0.002, 0.0, 256, 0.01)
+            # the 12 best, the old defaults and each solver's best
+            if i >= 12 and not old and q["solver"] in shown:
                 continue
-            lines.append(f"| {i + 1}{' (old)' if old else ''} | {q['learning_rate']} | "
+            shown.add(q["solver"])
+            lines.append(f"| {i + 1}{' (old)' if old else ''} | {q['solver']} | "
+                         f"{q['learning_rate']} | "
                          f"{q['lr_decay']} | {q['batch_size']} | {q['l2_reg_w']} | "
                          + " | ".join(f"{r['curves'][n][-1]:.4f}" for n in names) + " | "
                          + " | ".join(f"{100 * r['worst_gap'][e]:.2f}%" for e in checkpoints)

@@ -449,7 +449,7 @@ def run_curves(args, name, tr, te, meta, peers_py, runners, log):
             out = work / f"{name}-{lib}-{rep}.json"
             cmd = base + ["--train", str(tr), "--test", str(te), "--task", task, "--k",
                           str(args.k), "--epochs", str(epochs), "--threads", str(args.threads),
-                          "--out", str(out)]
+                          "--seed", str(rep), "--out", str(out)]  # repeat r: seed r
             r, err, wall = run_json(cmd, out, args.timeout, args.threads, log,
                                     f"{name}/{lib}#{rep}")
             if r is None:
@@ -933,7 +933,8 @@ def write_report(results, out_dir, stem):
         L += [f"### {name}", "",
               f"{meta['description']}; {meta['n_train']} train / {meta['n_test']} test rows, "
               f"{meta['n_features']} features, {meta['nnz_train'] / max(1, meta['n_train']):.1f} "
-              f"nnz/row. Repeats: {d['repeats']}. Time-to-target: {m.upper()} "
+              f"nnz/row. Repeats: {d['repeats']} (repeat r uses seed r, so metrics are "
+              f"medians over seeds as well as timings). Time-to-target: {m.upper()} "
               f"{_f(tgt, '{:.4f}')} = {desc}.", ""]
         fm = d["libs"].get("fmnumba")
         t_fm = time_to(fm["curve"], m, tgt) if (fm and tgt is not None) else None

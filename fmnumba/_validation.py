@@ -12,6 +12,9 @@ import scipy.sparse as sp
 from sklearn.utils.validation import (_check_feature_names, _check_n_features, check_array,
                                       column_or_1d)
 
+ADAM_SOLVERS = ("adam", "adamw")  # lazy Adam, L2 in the gradient or decoupled (AdamW)
+SOLVERS = ADAM_SOLVERS + ("sgd",)
+
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -349,8 +352,8 @@ def check_params(est, valid_losses):
     if est.loss not in valid_losses:
         raise ValueError(f"loss={est.loss!r} is not supported by {type(est).__name__}; "
                          f"choose one of {sorted(valid_losses)}.")
-    if est.solver not in ("adam", "sgd"):
-        raise ValueError(f"solver={est.solver!r} is unknown; choose 'adam' or 'sgd'.")
+    if est.solver not in SOLVERS:
+        raise ValueError(f"solver={est.solver!r} is unknown; choose 'adam', 'adamw' or 'sgd'.")
     if est.device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device={est.device!r} is unknown; choose 'cpu', 'cuda' or 'auto'.")
     if est.n_jobs is not None:
@@ -416,7 +419,7 @@ def check_model_size(n_features, n_factors, dtype, solver, name="X"):
     """Refuse, before allocating, a parameter table that cannot fit in memory:
     P = [w | V] (n_features × (1 + n_factors)), Adam's M and S and one
     snapshot for the divergence guard."""
-    copies = 4 if solver == "adam" else 2
+    copies = 4 if solver in ADAM_SOLVERS else 2
     need = n_features * (1 + n_factors) * np.dtype(dtype).itemsize * copies
     have = _physical_memory()
     if have and need > have:

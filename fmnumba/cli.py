@@ -186,8 +186,9 @@ def build_parser():
                    help=f"number of passes over TRAIN (default {_D['max_iter']})")
     p.add_argument("--loss", choices=("squared", "logistic", "hinge"), default=None,
                    help="loss (default: squared for regression, logistic for classification)")
-    p.add_argument("--solver", choices=("adam", "sgd"), default=None,
-                   help="optimiser (default adam)")
+    p.add_argument("--solver", choices=("adam", "adamw", "sgd"), default=None,
+                   help="optimiser (default adam; adamw: Adam with decoupled weight decay, "
+                        "the L2 strengths as decay rates)")
     p.add_argument("--learning-rate", "--lr", type=_positive_float, default=None,
                    help=f"step size (default {_D['learning_rate']})")
     p.add_argument("--lr-decay", type=_nonneg_float, default=None,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from ._validation import ADAM_SOLVERS
 from .losses import loss_numpy
 
 
@@ -137,7 +138,7 @@ def epoch_learning_rate(cfg, epoch):
 def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
     """One epoch at step size lr; returns (Σ s·ℓ, Σ s) over the rows visited
     before any non-finite loss, and whether everything stayed finite."""
-    if cfg.solver == "adam":
+    if cfg.solver in ADAM_SOLVERS:
         state.ensure_adam()
         n_batches = -(-order.shape[0] // cfg.batch_size)
         bl = np.zeros(n_batches)
@@ -146,7 +147,8 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
             t, done = kern.adam_epoch(
                 X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
                 state.P, state.M, state.S, state.bstate, state.t, lr,
-                cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw)
+                cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw,
+                cfg.solver == "adamw")
         state.t = int(t)
         ok = done == n_batches
         return bl[:done].sum(), bw[:done].sum(), ok

@@ -197,7 +197,7 @@ BAD_PARAM = [dict(n_factors=0), dict(learning_rate=-1.0), dict(learning_rate=flo
 def params_for(draw):
     p = dict(n_factors=draw(st.integers(1, 4)), max_iter=1, random_state=0,
              batch_size=draw(st.sampled_from([1, 3, 256])),
-             solver=draw(st.sampled_from(["adam", "sgd"])),
+             solver=draw(st.sampled_from(["adam", "adamw", "sgd"])),
              dtype=draw(st.sampled_from([np.float32, np.float64])),
              learning_rate=draw(st.sampled_from([0.01, 0.3, 1e3])),
              on_divergence=draw(st.sampled_from(["raise", "warn"])),
@@ -356,7 +356,7 @@ def main():
     # compile (or load from the disk cache) outside the timed loop
     Xw = sp.random(20, 4, density=0.5, format="csr", random_state=0)
     for dt in (np.float32, np.float64):
-        for solver in ("adam", "sgd"):
+        for solver in ("adam", "adamw", "sgd"):
             FMRegressor(max_iter=1, dtype=dt, solver=solver).fit(Xw, np.ones(20)).predict(Xw)
     model_bytes()
 

@@ -246,7 +246,7 @@ def adam_param_step(p, m, s, t, lr, beta1, beta2, eps):
     return p - lr * mhat / (np.sqrt(shat) + eps)
 
 
-def adam_step(st, Xb, yb, sb, code, lr, beta1, beta2, eps, lam_w, lam_v):
+def adam_step(st, Xb, yb, sb, code, lr, beta1, beta2, eps, lam_w, lam_v, decoupled=False):
     """One lazy Adam step on the batch (Xb, yb, sb), in place on st.
 
     t ← t + 1; g = gradient of batch_objective at the current parameters;
@@ -254,21 +254,35 @@ def adam_step(st, Xb, yb, sb, code, lr, beta1, beta2, eps, lam_w, lam_v):
     get the Adam update with bias corrections from the global t; all other
     rows of P, M, S are left exactly as they are. w0 always gets the Adam
     update (with its own scalar moments m0, s0).
+
+    decoupled (AdamW): g is the gradient of the data term alone, and each
+    touched row then also moves by −lr·λ·p (λ_w for w_j, λ_v for v_j, p the
+    value before the step), once per batch whatever its number of entries.
     """
-    gw0, gP = batch_objective_grad(Xb, yb, sb, st.w0, st.P, code, lam_w, lam_v)
+    n = st.P.shape[0]
+    zero = np.zeros(1)
+    gw0, gP = batch_objective_grad(Xb, yb, sb, st.w0, st.P, code,
+                                   zero if decoupled else lam_w, zero if decoupled else lam_v)
     touched = (np.asarray(Xb) != 0).any(axis=0)
     st.t += 1
     M, S = adam_moments(st.M[touched], st.S[touched], gP[touched], beta1, beta2)
     st.M[touched] = M
     st.S[touched] = S
-    st.P[touched] = adam_param_step(st.P[touched], M, S, st.t, lr, beta1, beta2, eps)
+    p_old = st.P[touched]
+    p_new = adam_param_step(p_old, M, S, st.t, lr, beta1, beta2, eps)
+    if decoupled:
+        lam = np.concatenate([per_feature(lam_w, n)[:, None],
+                              np.repeat(per_feature(lam_v, n)[:, None], st.P.shape[1] - 1,
+                                        axis=1)], axis=1)[touched]
+        p_new = p_new - lr * lam * p_old
+    st.P[touched] = p_new
     st.m0, st.s0 = adam_moments(st.m0, st.s0, gw0, beta1, beta2)
     st.w0 = float(adam_param_step(st.w0, st.m0, st.s0, st.t, lr, beta1, beta2, eps))
     return st
 
 
 def adam_epoch(st, X, y, s, order, batch_size, code, lr, beta1, beta2, eps,
-               lam_w, lam_v):
+               lam_w, lam_v, decoupled=False):
     """One epoch of lazy Adam: batches order[b·bs : (b+1)·bs] in turn.
 
     For each batch, first the batch loss Σ s·ℓ and weight Σ s are recorded
@@ -299,7 +313,7 @@ def adam_epoch(st, X, y, s, order, batch_size, code, lr, beta1, beta2, eps,
             # (t unchanged), as if its rows had been removed
             done += 1
             continue
-        adam_step(st, Xb, yb, sb, code, lr, beta1, beta2, eps, lam_w, lam_v)
+        adam_step(st, Xb, yb, sb, code, lr, beta1, beta2, eps, lam_w, lam_v, decoupled)
         done += 1
     return st.t, done, np.array(losses), np.array(weights)
 

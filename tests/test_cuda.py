@@ -62,7 +62,8 @@ def adam_args(X, dtype, seed, loss_code=0):
     return y, sw, lw, lv, rng.permutation(n).astype(np.int64)
 
 
-def run_adam(kern, X, y, sw, order, bs, code, P0, lw, lv, t0=0, lr=0.02, epochs=1):
+def run_adam(kern, X, y, sw, order, bs, code, P0, lw, lv, t0=0, lr=0.02, epochs=1,
+             decoupled=False):
     P = P0.copy()
     M = np.zeros_like(P)
     S = np.zeros_like(P)
@@ -74,7 +75,7 @@ def run_adam(kern, X, y, sw, order, bs, code, P0, lw, lv, t0=0, lr=0.02, epochs=
         bl, bw = np.zeros(nbat), np.zeros(nbat)
         t, done = kern.adam_epoch(X.indptr, X.indices, X.data, y, sw, order, bs, code, P, M,
                                   S, b, t, lr, 0.9, 0.999, 1e-8, lw, lv,
-                                  np.zeros(X.shape[1], np.int64), bl, bw)
+                                  np.zeros(X.shape[1], np.int64), bl, bw, decoupled)
         out.append((t, done, bl, bw))
     return P, M, S, b, out
 
@@ -161,14 +162,15 @@ def test_adam_update_matches_cpu():
     P0 = params(15, 3, dtype)
     M0 = rng.normal(0, 0.01, P0.shape).astype(dtype)
     S0 = rng.uniform(0, 0.01, P0.shape).astype(dtype)
-    res = []
-    for kern in (CPU, GPU):
-        P, M, S = P0.copy(), M0.copy(), S0.copy()
-        kern.adam_update(uniq, u, starts, er, ev, G, sb, Q, 1 / sb.sum(), P, M, S, 0.01,
-                         0.9, 0.999, 1e-8, 0.19, 0.0399, lw, lv)
-        res.append((P, M, S))
-    for a, b in zip(*res):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
+    for decoupled in (False, True):
+        res = []
+        for kern in (CPU, GPU):
+            P, M, S = P0.copy(), M0.copy(), S0.copy()
+            kern.adam_update(uniq, u, starts, er, ev, G, sb, Q, 1 / sb.sum(), P, M, S, 0.01,
+                             0.9, 0.999, 1e-8, 0.19, 0.0399, lw, lv, decoupled)
+            res.append((P, M, S))
+        for a, b in zip(*res):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("dtype,code,bs", [(np.float32, 0, 16), (np.float64, 0, 16),
@@ -288,7 +290,7 @@ def test_backend_selection(monkeypatch):
     assert backend.get_kernels("auto", n_nnz=10**12) is CPU
 
 
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_estimator_device_cuda_matches_cpu(solver):
     from fmnumba import FMRegressor
     X = make_csr(120, 30, 0.15, np.float64, seed=8)
@@ -325,16 +327,17 @@ def test_predict_matches_naive():
 
 
 @needs_naive
-@pytest.mark.parametrize("code", [0, 1])
-def test_adam_epoch_matches_naive(code):
+@pytest.mark.parametrize("code,decoupled", [(0, False), (1, False), (0, True), (1, True)])
+def test_adam_epoch_matches_naive(code, decoupled):
     dtype = np.float64
     X = make_csr(48, 16, 0.2, dtype, seed=12 + code)
     P0 = params(16, 3, dtype, seed=12)
     y, sw, lw, lv, order = adam_args(X, dtype, 12, code)
-    P, M, S, b, out = run_adam(GPU, X, y, sw, order, 16, code, P0, lw, lv, t0=1)
+    P, M, S, b, out = run_adam(GPU, X, y, sw, order, 16, code, P0, lw, lv, t0=1,
+                               decoupled=decoupled)
     st = naive.AdamState(P0, np.zeros_like(P0), np.zeros_like(P0), [0.1, 0.0, 0.0], 1)
     t, done, bl, bw = naive.adam_epoch(st, X.toarray(), y, sw, order, 16, code, 0.02, 0.9,
-                                       0.999, 1e-8, lw, lv)
+                                       0.999, 1e-8, lw, lv, decoupled)
     assert (out[0][0], out[0][1]) == (t, done)
     np.testing.assert_allclose(out[0][2], bl, rtol=1e-9)
     np.testing.assert_allclose(P, st.P, rtol=1e-7, atol=1e-10)

@@ -106,7 +106,7 @@ def test_huge_l2_on_one_group_crushes_only_that_group(ratings):
     assert _rms(m2.coef_[:60]) > 0.5 * _rms(free.coef_[:60])
 
 
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_equal_group_values_equal_the_scalar(ratings, solver):
     d, groups = ratings
     kw = dict(max_iter=2, solver=solver, random_state=3, n_jobs=1)

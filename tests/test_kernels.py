@@ -89,14 +89,14 @@ def lam_arrays(rng, n_features, dtype, zero=False):
 
 
 def run_adam_epoch(X, y, sw, order, batch_size, code, P, M, S_, bstate, t0, lr, lam_w,
-                   lam_v, beta1=BETA1, beta2=BETA2, eps=EPS, cnt=None):
+                   lam_v, beta1=BETA1, beta2=BETA2, eps=EPS, cnt=None, decoupled=False):
     n_batches = max(1, -(-order.shape[0] // batch_size))
     bl = np.full(n_batches, np.nan)
     bw = np.full(n_batches, np.nan)
     cnt = np.zeros(X.shape[1], dtype=np.int64) if cnt is None else cnt
     t, done = adam_epoch(X.indptr, X.indices, X.data, y, sw, order, batch_size, code,
                          P, M, S_, bstate, t0, lr, beta1, beta2, eps, lam_w, lam_v, cnt,
-                         bl, bw)
+                         bl, bw, decoupled)
     assert not cnt.any(), "adam_epoch left the cnt scratch non-zero"
     return int(t), int(done), bl[:done], bw[:done]
 
@@ -327,7 +327,9 @@ def test_transpose_batch_by_hand():
 def test_adam_update_matches_naive_step(prob, data):
     """One fused lazy Adam update: moments of touched rows = naive Adam
     moments of the exact batch gradient; P = bias-corrected step from those
-    moments; untouched rows (and their moments) bit-for-bit unchanged."""
+    moments; untouched rows (and their moments) bit-for-bit unchanged. With
+    decoupled=True (AdamW) the gradient has no L2 term and the step adds
+    −lr·λ·p."""
     X, dt, n = prob.X, prob.dtype, prob.X.shape[0]
     rng = np.random.default_rng(prob.seed)
     nb = data.draw(st.integers(1, n))
@@ -335,6 +337,9 @@ def test_adam_update_matches_naive_step(prob, data):
     t = data.draw(st.integers(1, 40))
     lr = data.draw(st.sampled_from([1e-3, 1e-2, 0.1]))
     lam_w, lam_v = lam_arrays(rng, X.shape[1], dt, zero=data.draw(st.booleans()))
+    decoupled = data.draw(st.booleans())
+    # the L2 strengths inside the gradient: none with decoupled decay
+    glam_w, glam_v = (np.zeros(1), np.zeros(1)) if decoupled else (lam_w, lam_v)
     k = prob.k
     yhat = np.empty(nb, dt)
     Q = np.empty((nb, k), dt)
@@ -362,11 +367,11 @@ def test_adam_update_matches_naive_step(prob, data):
     bc1, bc2 = 1.0 - BETA1 ** t, 1.0 - BETA2 ** t
     ssum = float(sb.astype(np.float64).sum())
     adam_update(uniq, u, starts, er, ev, G, sb, Q, 1.0 / ssum, P, M, S_, lr, BETA1, BETA2,
-                EPS, bc1, bc2, lam_w, lam_v)
+                EPS, bc1, bc2, lam_w, lam_v, decoupled)
     assert (P.dtype, M.dtype, S_.dtype) == (dt, dt, dt)
 
     _, gP = naive.batch_objective_grad(Xb, yb, sb, prob.w0, prob.P, prob.loss_code,
-                                       lam_w, lam_v)
+                                       glam_w, glam_v)
     touched = (Xb != 0).any(axis=0)
     assert sorted(uniq[:u].tolist()) == np.flatnonzero(touched).tolist()
     # untouched rows: bit-for-bit unchanged
@@ -374,7 +379,7 @@ def test_adam_update_matches_naive_step(prob, data):
     assert np.array_equal(M[~touched], M0[~touched])
     assert np.array_equal(S_[~touched], S0[~touched])
     g = naive.loss_grad(prob.loss_code, ref_yhat, yb)
-    mag = grad_magnitude(Xb, ytol, sb, g, prob.P, lam_w, lam_v)
+    mag = grad_magnitude(Xb, ytol, sb, g, prob.P, glam_w, glam_v)
     gtol = 4 * RTOL[dt] * mag + FLOOR[dt]
     Mref, Sref = naive.adam_moments(M0.astype(np.float64), S0.astype(np.float64), gP,
                                     BETA1, BETA2)
@@ -383,8 +388,14 @@ def test_adam_update_matches_naive_step(prob, data):
     stol = (1 - BETA2) * (2 * np.abs(gP) * gtol + gtol ** 2) + RTOL[dt] * Sref
     assert_close(S_[touched], Sref[touched], stol[touched], "Adam second moment")
     # the step, from the kernel's own moments (no amplification of rounding)
-    Pref = naive.adam_param_step(prob.P.astype(np.float64), M.astype(np.float64),
-                                 S_.astype(np.float64), t, lr, BETA1, BETA2, EPS)
+    P0 = prob.P.astype(np.float64)
+    Pref = naive.adam_param_step(P0, M.astype(np.float64), S_.astype(np.float64), t, lr,
+                                 BETA1, BETA2, EPS)
+    if decoupled:
+        p = P0.shape[0]
+        lam = np.column_stack([naive.per_feature(lam_w, p)]
+                              + [naive.per_feature(lam_v, p)] * k)
+        Pref = Pref - lr * lam * P0
     step = np.abs(Pref - prob.P)
     ptol = 10 * np.finfo(dt).eps * (np.abs(prob.P) + step * 10) + FLOOR[dt]
     assert_close(P[touched], Pref[touched], ptol[touched], "Adam parameter step")
@@ -408,6 +419,7 @@ def test_adam_epoch_matches_naive_float64(prob, data):
     lr = data.draw(st.sampled_from([1e-3, 1e-2, 0.05]))
     t0 = data.draw(st.sampled_from([0, 3]))
     lam_w, lam_v = lam_arrays(rng, X.shape[1], np.float64, zero=data.draw(st.booleans()))
+    decoupled = data.draw(st.booleans())
     P = prob.P.copy()
     M = np.zeros_like(P) if t0 == 0 else rng.normal(0, 0.05, P.shape)
     S_ = np.zeros_like(P) if t0 == 0 else rng.uniform(0, 0.01, P.shape)
@@ -419,10 +431,10 @@ def test_adam_epoch_matches_naive_float64(prob, data):
         order = rng.permutation(n).astype(np.int64)
         t, done, bl, bw = run_adam_epoch(X, prob.y, prob.sw, order, batch_size,
                                          prob.loss_code, P, M, S_, bstate, t, lr, lam_w,
-                                         lam_v, cnt=cnt)
+                                         lam_v, cnt=cnt, decoupled=decoupled)
         rt, rdone, rbl, rbw = naive.adam_epoch(ref, prob.dense, prob.y, prob.sw, order,
                                                batch_size, prob.loss_code, lr, BETA1, BETA2,
-                                               EPS, lam_w, lam_v)
+                                               EPS, lam_w, lam_v, decoupled)
         assert (t, done) == (rt, rdone)
         assert done == -(-n // batch_size)
         np.testing.assert_allclose(bw, rbw, rtol=1e-12)
@@ -482,6 +494,8 @@ def test_adam_epoch_float32_batch_by_batch(prob, data):
     batch_size = data.draw(st.integers(1, n))
     lr = 0.01
     lam_w, lam_v = lam_arrays(rng, X.shape[1], np.float32)
+    decoupled = data.draw(st.booleans())
+    glam_w, glam_v = (np.zeros(1), np.zeros(1)) if decoupled else (lam_w, lam_v)
     P = prob.P.copy()
     M = np.zeros_like(P)
     S_ = np.zeros_like(P)
@@ -497,15 +511,16 @@ def test_adam_epoch_float32_batch_by_batch(prob, data):
         ytol = RTOL[np.dtype(np.float32)] * yhat_scale(np.abs(Xb), prevb[0], prevP)
         assume(not near_hinge_kink(prob.loss_code, yh, yb, ytol))
         t, done, bl, bw = run_adam_epoch(X, prob.y, prob.sw, rows, n, prob.loss_code, P,
-                                         M, S_, bstate, t, lr, lam_w, lam_v)
+                                         M, S_, bstate, t, lr, lam_w, lam_v,
+                                         decoupled=decoupled)
         assert done == 1
         naive.adam_step(ref, Xb, yb, sb, prob.loss_code, lr, BETA1, BETA2, EPS, lam_w,
-                        lam_v)
+                        lam_v, decoupled)
         assert t == ref.t
         assert P.dtype == M.dtype == S_.dtype == np.float32
         g = naive.loss_grad(prob.loss_code, yh, yb)
-        gtol = 4e-4 * grad_magnitude(Xb, ytol, sb.astype(np.float64), g, prevP, lam_w, lam_v) \
-            + 1e-30
+        gtol = 4e-4 * grad_magnitude(Xb, ytol, sb.astype(np.float64), g, prevP, glam_w,
+                                     glam_v) + 1e-30
         assert_close(M, ref.M, (1 - BETA1) * gtol + 1e-4 * np.abs(ref.M), "M")
         gref = (ref.M - BETA1 * prevM) / (1 - BETA1)
         stol = (1 - BETA2) * (2 * np.abs(gref) * gtol + gtol ** 2) + 1e-4 * ref.S
@@ -515,6 +530,10 @@ def test_adam_epoch_float32_batch_by_batch(prob, data):
         Pstep[tch] = naive.adam_param_step(Pstep[tch], M[tch].astype(np.float64),
                                            S_[tch].astype(np.float64), t, lr, BETA1,
                                            BETA2, EPS)
+        if decoupled:
+            lam = np.column_stack([naive.per_feature(lam_w, P.shape[0])]
+                                  + [naive.per_feature(lam_v, P.shape[0])] * (P.shape[1] - 1))
+            Pstep[tch] -= lr * lam[tch] * prevP[tch]
         assert_close(P, Pstep, 1e-6 * (np.abs(prevP) + lr) + 1e-30, "P from own moments")
         sbd = sb.astype(np.float64)
         m0tol = (1 - BETA1) * np.dot(sbd, ytol + 1e-4 * np.abs(g)) / sbd.sum() + 1e-12
@@ -523,6 +542,43 @@ def test_adam_epoch_float32_batch_by_batch(prob, data):
                                                            lr, BETA1, BETA2, EPS),
                           rtol=1e-12, atol=1e-15)
         assert np.isclose(bw[0], float(sb.astype(np.float64).sum()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_adamw_decays_touched_rows_where_adam_takes_a_normalised_l2_step(dt):
+    """Hinge loss with every margin above 1: the data gradient is exactly 0.
+    AdamW (decoupled) then only decays each touched row, p ← p − lr·λ·p, and
+    leaves M and S at 0; Adam puts L2 in the gradient, which its
+    normalisation turns into a step of about lr·sign(p) whatever λ is (why
+    the two forms need different λ). Untouched rows stay as they were."""
+    rng = np.random.default_rng(0)
+    D = np.zeros((6, 5))
+    D[:, :3] = rng.uniform(0.5, 1.5, (6, 3))  # features 3 and 4 are never touched
+    X = sp.csr_matrix(D.astype(dt))
+    y = np.ones(6, dt)
+    sw = np.ones(6, dt)
+    P0 = rng.uniform(0.1, 1.0, (5, 3)).astype(dt) * rng.choice([-1, 1], (5, 3)).astype(dt)
+    P0[:, 1:] *= dt(0.01)  # keep the interactions small: margins stay near w0
+    lam_w = np.array([0.05], dt)
+    lam_v = np.array([0.2], dt)
+    lr = 0.01
+    order = np.arange(6, dtype=np.int64)
+    out = {}
+    for decoupled in (False, True):
+        P, M, S_ = P0.copy(), np.zeros_like(P0), np.zeros_like(P0)
+        bstate = np.array([5.0, 0.0, 0.0])  # every margin y·ŷ ≈ 5 > 1
+        t, done, bl, _ = run_adam_epoch(X, y, sw, order, 6, 2, P, M, S_, bstate, 0, lr,
+                                        lam_w, lam_v, decoupled=decoupled)
+        assert (t, done) == (1, 1) and bl[0] == 0.0
+        assert np.array_equal(P[3:], P0[3:])
+        out[decoupled] = P, M, S_
+    P, M, S_ = out[True]
+    lam = np.array([lam_w[0]] + [lam_v[0]] * 2, dt)
+    np.testing.assert_allclose(P[:3], P0[:3] * (1 - lr * lam), rtol=4 * np.finfo(dt).eps)
+    assert not M.any() and not S_.any()
+    P, M, S_ = out[False]
+    np.testing.assert_allclose(P[:3], P0[:3] - lr * np.sign(P0[:3]), rtol=0, atol=1e-4 * lr)
+    assert (M[:3] != 0).all() and (S_[:3] > 0).all()
 
 
 def test_adam_epoch_skips_nonfinite_batch():

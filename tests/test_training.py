@@ -48,7 +48,7 @@ def test_default_regressor_reaches_noise_floor(ratings):
     assert rmse <= 1.05 * d.noise, f"test RMSE {rmse:.4f}, noise floor σ = {d.noise}"
 
 
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_both_solvers_beat_global_mean(ratings, solver):
     d, (Xtr, Xte, ytr, yte) = ratings
     baseline = _rmse(np.full(yte.shape, ytr.mean()), yte)
@@ -98,6 +98,23 @@ def _fit64(X, y, sw=None, **kw):
     return FMRegressor(**params).fit(X, y, sample_weight=sw)
 
 
+def test_adamw_is_adam_without_l2_and_decays_weights_with_it():
+    """solver='adamw' differs from 'adam' only in where L2 goes: with no L2
+    the two fits are bit-identical; with L2 they differ, and a larger decay
+    rate gives smaller weights."""
+    X, y = _small_problem(n=400, seed=3)
+    kw = dict(batch_size=32, max_iter=4)
+    a = _fit64(X, y, solver="adam", l2_reg_w=0.0, l2_reg_v=0.0, **kw)
+    w = _fit64(X, y, solver="adamw", l2_reg_w=0.0, l2_reg_v=0.0, **kw)
+    np.testing.assert_array_equal(a._state.P, w._state.P)
+    assert a.intercept_ == w.intercept_
+    a = _fit64(X, y, solver="adam", l2_reg_w=0.5, l2_reg_v=0.5, **kw)
+    weak = _fit64(X, y, solver="adamw", l2_reg_w=0.5, l2_reg_v=0.5, **kw)
+    strong = _fit64(X, y, solver="adamw", l2_reg_w=20.0, l2_reg_v=20.0, **kw)
+    assert not np.allclose(a._state.P, weak._state.P)
+    assert np.linalg.norm(strong._state.P) < 0.9 * np.linalg.norm(weak._state.P)
+
+
 def test_integer_weights_equal_row_duplication():
     """Adam objective at batch_size >= n (one batch per epoch): weight 3 on a
     row trains exactly like three copies of it."""
@@ -128,7 +145,7 @@ def test_zero_weight_equals_row_removed():
     np.testing.assert_allclose(a.history_["train_loss"], b.history_["train_loss"], rtol=1e-9)
 
 
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 @pytest.mark.parametrize("batch_size", [1, 16, 100_000])
 def test_zero_weight_rows_have_no_influence(solver, batch_size):
     """Rows with weight 0 do not influence the model, whatever their targets
@@ -208,7 +225,7 @@ class _LrRecorder:
         return self._cpu.sgd_epoch(*args)
 
 
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 @pytest.mark.parametrize("decay", [0.0, 0.5, 2.0])
 def test_lr_decay_schedule_counts_epochs_across_calls(monkeypatch, solver, decay):
     """Epoch e (over fit, warm-started fit and partial_fit calls) runs at

@@ -347,7 +347,7 @@ BAD_PARAMS = [
     ("batch_size", -5, ">= 1"), ("init_std", -1.0, ">= 0"), ("tol", -1e-3, ">= 0"),
     ("validation_fraction", 1.0, "(0, 1)"), ("validation_fraction", 0.0, "> 0"),
     ("n_iter_no_change", 0, ">= 1"), ("n_jobs", 0, "positive"), ("n_jobs", -3, ">= -1"),
-    ("loss", "absolute", "squared"), ("solver", "lbfgs", "'adam' or 'sgd'"),
+    ("loss", "absolute", "squared"), ("solver", "lbfgs", "'adam', 'adamw' or 'sgd'"),
     ("device", "tpu", "'cpu', 'cuda' or 'auto'"), ("dtype", np.int32, "float32"),
     ("dtype", np.float16, "float64"), ("on_divergence", "ignore", "'raise' or 'warn'"),
     ("l2_reg_w", -1.0, ">= 0"), ("l2_reg_v", np.nan, "finite"), ("verbose", "loud", "integer"),
@@ -424,7 +424,7 @@ def test_all_empty_matrix_fits():
 
 # --- 4: divergence guard ------------------------------------------------------
 
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_divergence_raises_and_restores_last_finite_parameters(solver):
     m = reg(solver=solver, max_iter=2).fit(X0, Y0)
     P_good = m._state.P.copy()
@@ -483,7 +483,7 @@ class _InterruptingKernels:
         return self._epoch(self._cpu.sgd_epoch, *a)
 
 
-@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_keyboard_interrupt_keeps_last_completed_epoch(monkeypatch, solver):
     ref = reg(solver=solver, max_iter=2, n_jobs=1).fit(X0, Y0)
     monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: _InterruptingKernels(3))

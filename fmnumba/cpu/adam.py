@@ -12,6 +12,10 @@ Semantics (mirrored exactly by tests/naive.py):
   m, s and parameters get the Adam update; untouched rows and their moments
   are left exactly as they are (no decay), like PyTorch's SparseAdam.
 * The intercept w0 is unregularised and updated every batch.
+* decoupled=True (solver "adamw") takes L2 out of the gradient and instead
+  decays each touched row once per batch after its Adam step, by the epoch's
+  (not bias-corrected) step size: p ← p − lr·(m̂/(√ŝ + ε)) − lr·λ·p, as
+  AdamW does (Loshchilov & Hutter), lazily: untouched rows do not decay.
 """
 import numba
 import numpy as np
@@ -28,7 +32,7 @@ N_SPLIT = 64  # interleaved work units per update: spreads hot features
 
 @njit(inline="always", fastmath=FASTMATH, nogil=True)
 def _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
-              b1, b2, c1, c2, step, rbc2, ep, lam_w, lam_v):
+              b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w, lam_v):
     """Gradient and Adam update of row uniq[a] (see adam_update); uniq[an]
     (an >= 0) is prefetched."""
     k = P.shape[1] - 1
@@ -53,48 +57,57 @@ def _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S
         sreg += sb[i]
         for f in range(k):
             gq[f] += gx * Q[i, f]
-    rw = l2_of(lam_w, j) * sreg
-    rv = l2_of(lam_v, j) * sreg
+    lw = l2_of(lam_w, j)
+    lv = l2_of(lam_v, j)
+    rw = lg * lw * sreg  # L2 in the gradient (lg = 1), or decoupled (lg = 0, wd = lr)
+    rv = lg * lv * sreg
+    dw = wd * lw
+    dv = wd * lv
     for col in range(k + 1):
         p = P[j, col]
         if col == 0:
             g = (gw + rw * p) * isum
+            d = dw
         else:
             g = (gq[col - 1] - p * gx2 + rv * p) * isum
+            d = dv
         m = b1 * M[j, col] + c1 * g
         s = b2 * S[j, col] + c2 * g * g
         M[j, col] = m
         S[j, col] = s
-        P[j, col] = p - step * m / (np.sqrt(s) * rbc2 + ep)
+        P[j, col] = p - step * m / (np.sqrt(s) * rbc2 + ep) - d * p
 
 
 @njit(inline="always", fastmath=FASTMATH, nogil=True)
-def _adam_consts(P, lr, beta1, beta2, eps, bc1, bc2, inv_s):
+def _adam_consts(P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled):
     t = P.dtype.type
     one = t(1)
+    lg = t(0) if decoupled else one
+    wd = t(lr) if decoupled else t(0)
     return (t(beta1), t(beta2), one - t(beta1), one - t(beta2), t(lr / bc1),
-            t(1.0 / np.sqrt(bc2)), t(eps), t(inv_s))
+            t(1.0 / np.sqrt(bc2)), t(eps), t(inv_s), lg, wd)
 
 
 @kernel(parallel=True)
 def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
-                P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v):
+                P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v, decoupled=False):
     """Adam update of the rows uniq[:n_uniq] of P (and of M, S) in place.
 
     G (nb,) holds s_r·g_r, sb (nb,) s_r, Q (nb × k) the cached q; inv_s is
     1 / Σ_batch s_r; lam_w, lam_v are the per-feature L2 strengths (of P's
     dtype), (n_features,) or (1,) for one value shared by all; bc1, bc2 =
-    1 − β^t. Each row's gradient is summed in batch order and each row is
-    owned by one thread, so results do not depend on the thread count.
+    1 − β^t; decoupled selects AdamW's decay (module docstring). Each row's
+    gradient is summed in batch order and each row is owned by one thread, so
+    results do not depend on the thread count.
     """
-    b1, b2, c1, c2, step, rbc2, ep, isum = _adam_consts(P, lr, beta1, beta2, eps,
-                                                         bc1, bc2, inv_s)
+    b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd = _adam_consts(
+        P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled)
     for c in prange(N_SPLIT):
         gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
         for a in range(c, n_uniq, N_SPLIT):
             an = a + N_SPLIT if a + N_SPLIT < n_uniq else -1
             _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
-                      b1, b2, c1, c2, step, rbc2, ep, lam_w, lam_v)
+                      b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w, lam_v)
 
 
 def adam_epoch(*args):
@@ -111,10 +124,11 @@ def adam_epoch(*args):
 @kernel()
 def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
                P, M, S, bstate, t0, lr, beta1, beta2, eps, lam_w, lam_v, cnt,
-               batch_loss, batch_weight):
+               batch_loss, batch_weight, decoupled=False):
     """One epoch of mini-batch lazy Adam over rows in the given order.
 
-    lam_w, lam_v: per-feature L2, (n_features,) or (1,), P's dtype.
+    lam_w, lam_v: per-feature L2, (n_features,) or (1,), P's dtype; with
+    decoupled=True they are AdamW decay rates instead (module docstring).
     bstate = [w0, m_w0, s_w0] is updated in place; t0 is the global step
     count before the epoch. batch_loss[b] / batch_weight[b] receive the
     batch's Σ s·ℓ and Σ s (measured before its update). cnt (n_features,)
@@ -174,7 +188,7 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
                             ent_row, ent_val)
         adam_update(uniq, u, starts, ent_row, ent_val, G[:nb], sb[:nb],
                     Q[:nb], inv_s, P, M, S, lr, beta1, beta2, eps, bc1, bc2,
-                    lam_w, lam_v)
+                    lam_w, lam_v, decoupled)
         # intercept: plain Adam on the scalar, in float64
         g0 = gsum * inv_s
         bstate[1] = beta1 * bstate[1] + (1.0 - beta1) * g0

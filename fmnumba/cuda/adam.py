@@ -1,7 +1,8 @@
 """Lazy fused Adam on the GPU (twin of fmnumba/cpu/adam.py, same semantics).
 
 Semantics are those of the CPU kernel (see fmnumba/cpu/adam.py): one global
-step counter t, per-occurrence L2 with per-feature λ_w/λ_v on touched rows,
+step counter t, per-occurrence L2 with per-feature λ_w/λ_v on touched rows
+(or, with decoupled=True, AdamW's decay of touched rows),
 untouched rows and their moments left as they are, unregularised intercept
 updated in float64 every batch, stop before updating on the first batch with
 a non-finite loss or gradient sum.
@@ -80,7 +81,7 @@ def reduce_kernel(G, L, sw, order, start, nb, b, bst, beta1, beta2, eps, lr, bc1
 
 @cuda.jit
 def update_kernel(uniq, nu, starts, lens, seg, ent_row, ent_val, G, sw, order, start,
-                  Q, inv, P, M, S, lanes, b1, b2, c1, c2, step, rbc2, ep, lam_w,
+                  Q, inv, P, M, S, lanes, b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w,
                   lam_v, halt, zero):
     """Adam update of the distinct features' rows; group of `lanes` per row."""
     tid = cuda.grid(1)
@@ -110,20 +111,24 @@ def update_kernel(uniq, nu, starts, lens, seg, ent_row, ent_val, G, sw, order, s
                 acc += gx * Q[i, col - 1]
         p = P[j, col]
         if col == 0:
-            g = (acc + l2_of(lam_w, j) * sreg * p) * isum
+            lam = l2_of(lam_w, j)
+            g = (acc + lg * lam * sreg * p) * isum
         else:
-            g = (acc - p * gx2 + l2_of(lam_v, j) * sreg * p) * isum
+            lam = l2_of(lam_v, j)
+            g = (acc - p * gx2 + lg * lam * sreg * p) * isum
         m = b1 * M[j, col] + c1 * g
         s = b2 * S[j, col] + c2 * g * g
         M[j, col] = m
         S[j, col] = s
-        P[j, col] = p - step * m / (math.sqrt(s) * rbc2 + ep)
+        P[j, col] = p - step * m / (math.sqrt(s) * rbc2 + ep) - wd * lam * p
 
 
-def _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2):
+def _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2, decoupled):
     t = dt.type
+    # lg: L2 in the gradient (1) or not (0, AdamW); wd: AdamW's decay step
     return (t(beta1), t(beta2), t(1) - t(beta1), t(1) - t(beta2), t(lr / bc1),
-            t(1.0 / np.sqrt(bc2)), t(eps))
+            t(1.0 / np.sqrt(bc2)), t(eps), t(0 if decoupled else 1),
+            t(lr if decoupled else 0))
 
 
 def launch_update(sc, dG, dsw, dorder, start, dQ, dinv, dP, dM, dS, consts, dlw, dlv,
@@ -138,7 +143,7 @@ def launch_update(sc, dG, dsw, dorder, start, dQ, dinv, dP, dM, dS, consts, dlw,
 
 def adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
                P, M, S, bstate, t0, lr, beta1, beta2, eps, lam_w, lam_v, cnt,
-               batch_loss, batch_weight):
+               batch_loss, batch_weight, decoupled=False):
     """Same contract as fmnumba.cpu.adam_epoch; returns (t, n_batches_done).
 
     Host arrays in; P, M, S, bstate, batch_loss, batch_weight are updated in
@@ -185,7 +190,8 @@ def adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
                               dhalt, ddone, dinv)
         launch_transpose(dX, dorder, deoff, start, nb, sc, dhalt)
         launch_update(sc, dG, dsw, dorder, start, dQ, dinv, dP, dM, dS,
-                      _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2), dlw, dlv, dhalt)
+                      _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2, decoupled), dlw, dlv,
+                      dhalt)
     done = int(ddone.copy_to_host()[0])
     batch_loss[:n_batches] = dbl.copy_to_host()
     batch_weight[:n_batches] = dbw.copy_to_host()
@@ -195,7 +201,7 @@ def adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
 
 
 def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
-                P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v):
+                P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v, decoupled=False):
     """Same contract as fmnumba.cpu.adam_update (CPU transpose layout in,
     P, M, S updated in place); runs the device update kernel."""
     if n_uniq == 0:
@@ -220,7 +226,7 @@ def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
                   cuda.to_device(np.arange(nb, dtype=np.int64)), 0,
                   cuda.to_device(np.ascontiguousarray(Q)),
                   cuda.to_device(np.array([inv_s], dtype=dt)), dP, dM, dS,
-                  _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2),
+                  _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2, decoupled),
                   cuda.to_device(np.ascontiguousarray(lam_w)),
                   cuda.to_device(np.ascontiguousarray(lam_v)),
                   cuda.to_device(np.zeros(1, np.int32)))
