@@ -11,7 +11,7 @@ from ._row import row_forward
 def _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, yhat, Q, G, L):
     r = rows[i]
     rn = rows[i + 1] if i + 1 < rows.shape[0] else -1
-    prefetch_csr_ahead(rows, i, rows.shape[0], indptr, indices, data)
+    prefetch_csr_ahead(rows, i, rows.shape[0], indptr, indices, data, y, sw)
     yh = w0 + row_forward(indptr, indices, data, P, r, Q[i], rn)
     yhat[i] = yh
     G[i] = sw[r] * loss_grad(loss_code, yh, y[r])

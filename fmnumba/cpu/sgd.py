@@ -43,7 +43,7 @@ def sgd_epoch(indptr, indices, data, y, sw, order, n_chunks, loss_code, P,
         for pos in range(c * n // n_chunks, stop):
             r = order[pos]
             rn = order[pos + 1] if pos + 1 < stop else -1
-            prefetch_csr_ahead(order, pos, stop, indptr, indices, data)
+            prefetch_csr_ahead(order, pos, stop, indptr, indices, data, y, sw)
             yh = t(w0) + row_forward(indptr, indices, data, P, r, q, rn)
             loss = sw[r] * loss_value(loss_code, yh, y[r])
             L[pos] = loss
