@@ -4,7 +4,8 @@ Calls the kernels directly (predict_csr, adam_epoch, sgd_epoch) on raw CSR
 arrays and a P table, warm JIT, median of --repeats, at 1 thread and at
 --threads (the caller sets NUMBA_NUM_THREADS explicitly). Predict is timed
 in turn with bench/ceiling.py's gather kernels in the same process, so its
-fraction of the ceiling is not skewed by the machine's drift between runs. Adam and SGD epochs
+fraction of the ceiling is not skewed by the machine's drift between runs;
+likewise the SGD epoch with ceiling.py's SGD bound. Adam and SGD epochs
 run over a random subset of --epoch-rows rows (the whole P table is used, so
 the cache behaviour is that of the full set). Also breaks an Adam epoch down
 into its per-batch stages (forward_batch, transpose_batch, adam_update) and
@@ -50,6 +51,27 @@ def _interleaved(predict, T, indptr, indices, out, repeats):
             acc.append(time.perf_counter() - t0)
     return (float(np.median(tp)), [float(t) for t in tp],
             min(float(np.median(tg)), float(np.median(tgp))))
+
+
+def _sgd_and_bound(sgd, reset, indptr, indices, order, T, threads, repeats):
+    """Median SGD epoch time, its times, and the time of bench/ceiling.py's
+    SGD bound (shuffled gather + write-back over the same rows), timed in
+    turn within each repeat like predict and its ceiling."""
+    from bench.ceiling import _kernels
+    rmw = _kernels()[5]
+    out = np.empty(order.size, dtype=T.dtype)
+    T = T.copy()  # the bound writes its table
+    rmw(indptr, indices, order[:64], T, 1, out)
+    ts, tb = [], []
+    for _ in range(repeats):
+        reset()
+        t0 = time.perf_counter()
+        sgd()
+        ts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        rmw(indptr, indices, order, T, threads, out)
+        tb.append(time.perf_counter() - t0)
+    return float(np.median(ts)), [float(t) for t in ts], float(np.median(tb))
 
 
 def _launch_overhead(threads, n_calls=2000):
@@ -153,10 +175,12 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
             res["kernels"].append({"kernel": "adam_epoch", "k": k, "threads": nt,
                                    "nnz": epoch_nnz, "time_s": s, "times_s": all_s,
                                    "nnz_k_per_s": epoch_nnz * k / s})
-            s, all_s = _median_time(lambda: sgd(nt), repeats, setup=reset)
+            s, all_s, bound_s = _sgd_and_bound(lambda: sgd(nt), reset, indptr, indices, order,
+                                               T, nt, repeats)
             res["kernels"].append({"kernel": "sgd_epoch", "k": k, "threads": nt,
                                    "nnz": epoch_nnz, "time_s": s, "times_s": all_s,
-                                   "nnz_k_per_s": epoch_nnz * k / s})
+                                   "nnz_k_per_s": epoch_nnz * k / s,
+                                   "bound_nnz_k_per_s": epoch_nnz * k / bound_s})
             res["breakdown"].append(_breakdown(cpu, indptr, indices, data, y, sw, order, code,
                                                P, M, S, w0, lam, cnt, batch_size, k, nt,
                                                breakdown_batches))

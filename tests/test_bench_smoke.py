@@ -54,6 +54,8 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
         c["read_time_s"] > 0 and c["rmw_time_s"] > 0 and c["epoch_nnz"] > 0
         for c in res["ceiling"]["sgd_bound"])
     assert "SGD bound" in md
+    assert all(r["bound_nnz_k_per_s"] > 0 for r in res["throughput"]["kernels"]
+               if r["kernel"] == "sgd_epoch")
     assert all(r["ceiling_nnz_k_per_s"] > 0 for r in res["throughput"]["kernels"]
                if r["kernel"] == "predict_csr")
     assert res["rss"]["ideal_mib"] > 0
