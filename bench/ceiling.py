@@ -43,6 +43,20 @@ def _kernels():
     from fmnumba.cpu._prefetch import prefetch_1d, prefetch_row
     from fmnumba.cpu.adam import N_SPLIT
 
+    @njit(inline="always", fastmath=True, nogil=True)
+    def gather_row(indptr, indices, T, r, pn, pn_end, acc):
+        """acc (k,) = Σ T[j] over the entries j of CSR row r; the table rows
+        at entry p + pn are prefetched while p + pn < pn_end (the next row's,
+        at the same offset; pn_end = 0 prefetches nothing)."""
+        for f in range(acc.shape[0]):
+            acc[f] = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            if p + pn < pn_end:
+                prefetch_row(T, indices[p + pn])
+            j = indices[p]
+            for f in range(acc.shape[0]):
+                acc[f] += T[j, f]
+
     def make_gather(prefetch):
         """Gather-and-sum of T's rows per CSR row; with prefetch, the next
         row's table rows are prefetched one per entry (the scheme fmnumba's
@@ -57,17 +71,10 @@ def _kernels():
                 acc = np.empty(k, dtype=T.dtype)
                 stop = min(n, (c + 1) * CHUNK)
                 for r in range(c * CHUNK, stop):
-                    for f in range(k):
-                        acc[f] = 0
                     p0 = indptr[r]
                     pn = indptr[r + 1] - p0 if prefetch and r + 1 < stop else 0
                     pn_end = indptr[r + 2] if prefetch and r + 1 < stop else 0
-                    for p in range(p0, indptr[r + 1]):
-                        if p + pn < pn_end:
-                            prefetch_row(T, indices[p + pn])
-                        j = indices[p]
-                        for f in range(k):
-                            acc[f] += T[j, f]
+                    gather_row(indptr, indices, T, r, pn, pn_end, acc)
                     s = T.dtype.type(0)
                     for f in range(k):
                         s += acc[f]
@@ -128,14 +135,7 @@ def _kernels():
                     p0 = indptr[r]
                     pn = indptr[rn] - p0
                     pn_end = indptr[rn + 1] if pos + 1 < stop else 0
-                    for f in range(k):
-                        acc[f] = 0
-                    for p in range(p0, indptr[r + 1]):
-                        if p + pn < pn_end:
-                            prefetch_row(T, indices[p + pn])
-                        j = indices[p]
-                        for f in range(k):
-                            acc[f] += T[j, f]
+                    gather_row(indptr, indices, T, r, pn, pn_end, acc)
                     if write:
                         for p in range(p0, indptr[r + 1]):
                             j = indices[p]
