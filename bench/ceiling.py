@@ -28,19 +28,24 @@ Run in its own process (NUMBA_NUM_THREADS set explicitly by the caller):
     python -m bench.ceiling --data TRAIN.npz --k 8,64 --threads 2 --out c.json
 """
 import argparse
+import functools
 import json
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
 CHUNK = 1024
 
 
+@functools.cache
 def _kernels():
+    """The bound kernels, compiled once per process (bench/throughput.py
+    times them in turn with fmnumba's kernels)."""
     from numba import njit, prange
 
-    from fmnumba.cpu._prefetch import prefetch_1d, prefetch_row
+    from fmnumba.cpu._prefetch import prefetch_1d, prefetch_row, prefetch_span
     from fmnumba.cpu.adam import N_SPLIT
 
     @njit(inline="always", fastmath=True, nogil=True)
@@ -118,7 +123,6 @@ def _kernels():
         def shuffled(indptr, indices, order, T, n_chunks, out):
             n = order.shape[0]
             k = T.shape[1]
-            step = max(1, 64 // indices.itemsize)
             for c in prange(n_chunks):
                 acc = np.empty(k, dtype=T.dtype)
                 stop = (c + 1) * n // n_chunks
@@ -127,9 +131,7 @@ def _kernels():
                         prefetch_1d(indptr, order[pos + 4])
                     if pos + 2 < stop:
                         r2 = order[pos + 2]
-                        for p in range(indptr[r2], indptr[r2 + 1], step):
-                            prefetch_1d(indices, p)
-                        prefetch_1d(indices, max(indptr[r2], indptr[r2 + 1] - 1))
+                        prefetch_span(indices, indptr[r2], indptr[r2 + 1])
                     r = order[pos]
                     rn = order[pos + 1] if pos + 1 < stop else r
                     p0 = indptr[r]
@@ -160,7 +162,9 @@ def _kernels():
             s += a[i]
         return s
 
-    return gather_sum, gather_sum_prefetch, stream_sum, state_rmw, shuffled_read, shuffled_rmw
+    return SimpleNamespace(gather_sum=gather_sum, gather_sum_prefetch=gather_sum_prefetch,
+                           stream_sum=stream_sum, state_rmw=state_rmw,
+                           shuffled_read=shuffled_read, shuffled_rmw=shuffled_rmw)
 
 
 def batch_features(indptr, indices, order, batch_size):
@@ -189,7 +193,10 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
     """Return a dict of ceiling measurements (see module docstring)."""
     import numba
 
-    gather_sum, gather_sum_prefetch, stream_sum, state_rmw, sh_read, sh_rmw = _kernels()
+    kern = _kernels()
+    gather_sum, gather_sum_prefetch, stream_sum = (kern.gather_sum, kern.gather_sum_prefetch,
+                                                   kern.stream_sum)
+    state_rmw, sh_read, sh_rmw = kern.state_rmw, kern.shuffled_read, kern.shuffled_rmw
     rng = np.random.default_rng(seed)
     n_rows = indptr.shape[0] - 1
     nnz = int(indptr[-1])

@@ -721,18 +721,29 @@ def _ratio(a, b):
     return a / b if (a is not None and b) else None
 
 
-def _ceiling_for(ceil, k, threads, which="real"):
-    for g in (ceil or {}).get("gather", []):
-        if g["k"] == k and g["threads"] == threads and g["indices"] == which:
-            return g["nnz_k_per_s"]
+def _row(rows, k, threads, **match):
+    """The entry of `rows` (a list of result dicts) for k and threads whose
+    other keys equal `match`, or None."""
+    for r in rows or []:
+        if r["k"] == k and r["threads"] == threads and all(r.get(a) == v
+                                                            for a, v in match.items()):
+            return r
     return None
+
+
+def _ceiling_for(ceil, k, threads, which="real"):
+    g = _row((ceil or {}).get("gather"), k, threads, indices=which)
+    return g["nnz_k_per_s"] if g else None
 
 
 def _kernel(tp, name, k, threads):
-    for r in (tp or {}).get("kernels", []):
-        if r["kernel"] == name and r["k"] == k and r["threads"] == threads:
-            return r
-    return None
+    return _row((tp or {}).get("kernels"), k, threads, kernel=name)
+
+
+def _predict_ceiling(tp, ceil, k, threads):
+    """The gather ceiling timed in turn with predict, else the ceiling run's."""
+    own = (_kernel(tp, "predict_csr", k, threads) or {}).get("ceiling_nnz_k_per_s")
+    return own or _ceiling_for(ceil, k, threads)
 
 
 def dataset_target(name, res):
@@ -813,7 +824,7 @@ def evaluate_targets(results):
     tp, ceil = results.get("throughput"), results.get("ceiling")
     for k in results.get("args", {}).get("throughput_k", [8, 64]):
         pr = _kernel(tp, "predict_csr", k, th)
-        c = (pr or {}).get("ceiling_nnz_k_per_s") or _ceiling_for(ceil, k, th)
+        c = _predict_ceiling(tp, ceil, k, th)
         if pr and c:
             fr = pr["nnz_k_per_s"] / c
             rows.append((f"large k={k}: predict ≥ {PREDICT_CEILING_FRACTION:.0%} of the gather "
@@ -865,13 +876,12 @@ def adam_bound(ceil, k, threads):
     """Upper bound (nnz·k/s) on a lazy-Adam epoch on this machine: the bare
     read-modify-write of the touched P, M, S rows plus the gather of the
     epoch's rows at the gather ceiling (bench/ceiling.py), or None."""
-    st = [c for c in (ceil or {}).get("adam_state", [])
-          if c["k"] == k and c["threads"] == threads]
+    st = _row((ceil or {}).get("adam_state"), k, threads)
     g = _ceiling_for(ceil, k, threads)
     if not st or not g:
         return None
-    work = st[0]["epoch_nnz"] * k
-    return work / (st[0]["time_s"] + work / g)
+    work = st["epoch_nnz"] * k
+    return work / (st["time_s"] + work / g)
 
 
 def sgd_bound(ceil, k, threads, tp=None):
@@ -882,9 +892,8 @@ def sgd_bound(ceil, k, threads, tp=None):
     own = (_kernel(tp, "sgd_epoch", k, threads) or {}).get("bound_nnz_k_per_s")
     if own:
         return own
-    st = [c for c in (ceil or {}).get("sgd_bound", [])
-          if c["k"] == k and c["threads"] == threads]
-    return st[0]["rmw_nnz_k_per_s"] if st else None
+    st = _row((ceil or {}).get("sgd_bound"), k, threads)
+    return st["rmw_nnz_k_per_s"] if st else None
 
 
 def _table(header, rows):
@@ -1019,10 +1028,8 @@ def write_report(results, out_dir, stem):
               "process (*same-process ceiling*; the separate ceiling run above drifts with "
               "the machine).", ""]
         trs = []
-        own = {(r["k"], r["threads"]): r.get("ceiling_nnz_k_per_s") for r in tp["kernels"]
-               if r["kernel"] == "predict_csr"}
         for r in tp["kernels"]:
-            c = own.get((r["k"], r["threads"])) or _ceiling_for(ceil, r["k"], r["threads"])
+            c = _predict_ceiling(tp, ceil, r["k"], r["threads"])
             bnd = r.get("bound_nnz_k_per_s")
             trs.append([r["kernel"], r["k"], r["threads"], f"{r['time_s']:.3f}",
                         f"{r['nnz_k_per_s']:.3g}", _f(c, "{:.3g}"),
@@ -1141,18 +1148,16 @@ def profiling_section(tp, ceil=None):
          "S rows (bench/ceiling.py, same batches), which any lazy Adam must pay; *launch* is "
          "the cost of one empty `prange` region (Numba "
          f"{tp.get('numba_threading_layer')} threading layer).", ""]
-    bound = {(c["k"], c["threads"]): c["time_per_batch_s"]
-             for c in (ceil or {}).get("adam_state", [])}
     rows = []
     for b in tp["breakdown"]:
         tot = b["forward_batch_s"] + b["transpose_batch_s"] + b["adam_update_s"]
         nnz = b["nnz_per_batch"]
-        sb = bound.get((b["k"], b["threads"]))
+        st = _row((ceil or {}).get("adam_state"), b["k"], b["threads"])
         rows.append([b["k"], b["threads"], f"{nnz:.0f}", f"{b['unique_features_per_batch']:.0f}",
                      f"{b['forward_batch_s'] * 1e3:.3f} ({b['forward_batch_s'] / tot:.0%})",
                      f"{b['transpose_batch_s'] * 1e3:.3f} ({b['transpose_batch_s'] / tot:.0%})",
                      f"{b['adam_update_s'] * 1e3:.3f} ({b['adam_update_s'] / tot:.0%})",
-                     "–" if sb is None else f"{sb * 1e3:.3f}",
+                     "–" if st is None else f"{st['time_per_batch_s'] * 1e3:.3f}",
                      f"{tot / nnz * 1e9:.0f}"])
     L += [_table(["k", "threads", "nnz/batch", "unique feats/batch", "forward ms", "transpose ms",
                   "adam_update ms", "state bound ms", "ns per nnz"], rows), ""]

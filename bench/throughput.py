@@ -33,44 +33,46 @@ def _median_time(fn, repeats, setup=None):
     return float(np.median(ts)), [float(t) for t in ts]
 
 
-def _interleaved(predict, T, indptr, indices, out, repeats):
-    """Median predict time, its times, and the gather ceiling's time (the
-    faster of bench/ceiling.py's plain and prefetching gathers), timed in
-    turn within each repeat so that both see the same machine state: the
-    shared machine's speed drifts between separate processes."""
-    from bench.ceiling import _kernels
-    gather, gather_pf = _kernels()[:2]
-    for g in (gather, gather_pf):
-        g(indptr, indices, T, out)
-    tp, tg, tgp = [], [], []
+def _in_turn(steps, repeats):
+    """Times of each (setup, fn) of `steps`, run in turn within each repeat
+    so that all see the same machine state (the shared machine's speed
+    drifts between separate processes); setup is not timed. Returns one list
+    of times per step."""
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        for fn, acc in ((predict, tp), (lambda: gather(indptr, indices, T, out), tg),
-                        (lambda: gather_pf(indptr, indices, T, out), tgp)):
+        for (setup, fn), acc in zip(steps, times):
+            if setup is not None:
+                setup()
             t0 = time.perf_counter()
             fn()
             acc.append(time.perf_counter() - t0)
-    return (float(np.median(tp)), [float(t) for t in tp],
-            min(float(np.median(tg)), float(np.median(tgp))))
+    return times
+
+
+def _interleaved(predict, T, indptr, indices, out, repeats):
+    """Median predict time, its times, and the gather ceiling's time (the
+    faster of bench/ceiling.py's plain and prefetching gathers), timed in
+    turn with predict."""
+    from bench.ceiling import _kernels
+    gathers = (_kernels().gather_sum, _kernels().gather_sum_prefetch)
+    for g in gathers:
+        g(indptr, indices, T, out)
+    tp, *tg = _in_turn([(None, predict)] + [(None, lambda g=g: g(indptr, indices, T, out))
+                                            for g in gathers], repeats)
+    return float(np.median(tp)), [float(t) for t in tp], min(float(np.median(t)) for t in tg)
 
 
 def _sgd_and_bound(sgd, reset, indptr, indices, order, T, threads, repeats):
     """Median SGD epoch time, its times, and the time of bench/ceiling.py's
     SGD bound (shuffled gather + write-back over the same rows), timed in
-    turn within each repeat like predict and its ceiling."""
+    turn with the epoch."""
     from bench.ceiling import _kernels
-    rmw = _kernels()[5]
+    rmw = _kernels().shuffled_rmw
     out = np.empty(order.size, dtype=T.dtype)
     T = T.copy()  # the bound writes its table
     rmw(indptr, indices, order[:64], T, 1, out)
-    ts, tb = [], []
-    for _ in range(repeats):
-        reset()
-        t0 = time.perf_counter()
-        sgd()
-        ts.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        rmw(indptr, indices, order, T, threads, out)
-        tb.append(time.perf_counter() - t0)
+    ts, tb = _in_turn([(reset, sgd), (None, lambda: rmw(indptr, indices, order, T, threads,
+                                                        out))], repeats)
     return float(np.median(ts)), [float(t) for t in ts], float(np.median(tb))
 
 

@@ -174,6 +174,13 @@ def per_feature(lam, p):
     return np.broadcast_to(np.asarray(lam, np.float64), (p,))
 
 
+def per_parameter(lam_w, lam_v, shape):
+    """The strength of every entry of P (shape p × (1 + k)): λ_w[j] for w_j,
+    λ_v[j] for each v_jf."""
+    p, cols = shape
+    return np.column_stack([per_feature(lam_w, p)] + [per_feature(lam_v, p)] * (cols - 1))
+
+
 # --------------------------------------------------------------------------
 # batch objective of adam.py
 # --------------------------------------------------------------------------
@@ -259,7 +266,6 @@ def adam_step(st, Xb, yb, sb, code, lr, beta1, beta2, eps, lam_w, lam_v, decoupl
     touched row then also moves by −lr·λ·p (λ_w for w_j, λ_v for v_j, p the
     value before the step), once per batch whatever its number of entries.
     """
-    n = st.P.shape[0]
     zero = np.zeros(1)
     gw0, gP = batch_objective_grad(Xb, yb, sb, st.w0, st.P, code,
                                    zero if decoupled else lam_w, zero if decoupled else lam_v)
@@ -271,10 +277,7 @@ def adam_step(st, Xb, yb, sb, code, lr, beta1, beta2, eps, lam_w, lam_v, decoupl
     p_old = st.P[touched]
     p_new = adam_param_step(p_old, M, S, st.t, lr, beta1, beta2, eps)
     if decoupled:
-        lam = np.concatenate([per_feature(lam_w, n)[:, None],
-                              np.repeat(per_feature(lam_v, n)[:, None], st.P.shape[1] - 1,
-                                        axis=1)], axis=1)[touched]
-        p_new = p_new - lr * lam * p_old
+        p_new = p_new - lr * per_parameter(lam_w, lam_v, st.P.shape)[touched] * p_old
     st.P[touched] = p_new
     st.m0, st.s0 = adam_moments(st.m0, st.s0, gw0, beta1, beta2)
     st.w0 = float(adam_param_step(st.w0, st.m0, st.s0, st.t, lr, beta1, beta2, eps))

@@ -392,10 +392,7 @@ def test_adam_update_matches_naive_step(prob, data):
     Pref = naive.adam_param_step(P0, M.astype(np.float64), S_.astype(np.float64), t, lr,
                                  BETA1, BETA2, EPS)
     if decoupled:
-        p = P0.shape[0]
-        lam = np.column_stack([naive.per_feature(lam_w, p)]
-                              + [naive.per_feature(lam_v, p)] * k)
-        Pref = Pref - lr * lam * P0
+        Pref = Pref - lr * naive.per_parameter(lam_w, lam_v, P0.shape) * P0
     step = np.abs(Pref - prob.P)
     ptol = 10 * np.finfo(dt).eps * (np.abs(prob.P) + step * 10) + FLOOR[dt]
     assert_close(P[touched], Pref[touched], ptol[touched], "Adam parameter step")
@@ -531,9 +528,7 @@ def test_adam_epoch_float32_batch_by_batch(prob, data):
                                            S_[tch].astype(np.float64), t, lr, BETA1,
                                            BETA2, EPS)
         if decoupled:
-            lam = np.column_stack([naive.per_feature(lam_w, P.shape[0])]
-                                  + [naive.per_feature(lam_v, P.shape[0])] * (P.shape[1] - 1))
-            Pstep[tch] -= lr * lam[tch] * prevP[tch]
+            Pstep[tch] -= lr * naive.per_parameter(lam_w, lam_v, P.shape)[tch] * prevP[tch]
         assert_close(P, Pstep, 1e-6 * (np.abs(prevP) + lr) + 1e-30, "P from own moments")
         sbd = sb.astype(np.float64)
         m0tol = (1 - BETA1) * np.dot(sbd, ytol + 1e-4 * np.abs(g)) / sbd.sum() + 1e-12

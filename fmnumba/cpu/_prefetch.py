@@ -57,6 +57,15 @@ def prefetch_1d(typingctx, arr, i):
 
 
 @njit(inline="always", nogil=True)
+def prefetch_span(arr, a, b):
+    """Prefetch every cache line of arr[a:b] (1-D array)."""
+    for p in range(a, b, max(1, 64 // arr.itemsize)):
+        prefetch_1d(arr, p)
+    if b > a:
+        prefetch_1d(arr, b - 1)
+
+
+@njit(inline="always", nogil=True)
 def prefetch_csr_ahead(order, pos, stop, indptr, indices, data, y, sw):
     """Prefetch CSR storage and targets for rows visited later in a random order.
 
@@ -74,17 +83,8 @@ def prefetch_csr_ahead(order, pos, stop, indptr, indices, data, y, sw):
         r = order[pos + 2]
         prefetch_1d(y, r)
         prefetch_1d(sw, r)
-        a = indptr[r]
-        b = indptr[r + 1]
-        step = max(1, 64 // indices.itemsize)
-        for p in range(a, b, step):
-            prefetch_1d(indices, p)
-        step = max(1, 64 // data.itemsize)
-        for p in range(a, b, step):
-            prefetch_1d(data, p)
-        if b > a:
-            prefetch_1d(indices, b - 1)
-            prefetch_1d(data, b - 1)
+        prefetch_span(indices, indptr[r], indptr[r + 1])
+        prefetch_span(data, indptr[r], indptr[r + 1])
 
 
 @njit(inline="always", nogil=True)
