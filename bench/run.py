@@ -1146,30 +1146,39 @@ def profiling_section(tp, ceil=None):
     if not tp or not tp.get("breakdown"):
         return []
     L = ["## Where fmnumba's Adam time goes (profile)", "",
-         "Each Adam batch runs three kernels; here they are called one by one from Python "
-         "over the same random batches of the large set (mean per batch). *state bound* is "
+         "Each Adam batch runs three stages; here they are called one by one from Python "
+         "over the same random batches of the large set (mean per batch). Inside an epoch "
+         "the transpose of the next batch runs in the same parallel region as this batch's "
+         "update (one thread transposes while the others take its share of the rows), so "
+         "*epoch ms per batch* (the Adam epoch above ÷ its batches) can be below the sum of "
+         "the stages. *state bound* is "
          "this machine's time for the bare read-modify-write of the batch's touched P, M and "
          "S rows (bench/ceiling.py, same batches), which any lazy Adam must pay; *launch* is "
          "the cost of one empty `prange` region (Numba "
          f"{tp.get('numba_threading_layer')} threading layer).", ""]
     rows = []
+    n_batches = -(-tp["epoch_rows"] // tp["batch_size"])
     for b in tp["breakdown"]:
         tot = b["forward_batch_s"] + b["transpose_batch_s"] + b["adam_update_s"]
         nnz = b["nnz_per_batch"]
         st = _row((ceil or {}).get("adam_state"), b["k"], b["threads"])
+        ep = [x for x in tp["kernels"] if x["kernel"] == "adam_epoch" and x["k"] == b["k"]
+              and x["threads"] == b["threads"]]
         rows.append([b["k"], b["threads"], f"{nnz:.0f}", f"{b['unique_features_per_batch']:.0f}",
                      f"{b['forward_batch_s'] * 1e3:.3f} ({b['forward_batch_s'] / tot:.0%})",
                      f"{b['transpose_batch_s'] * 1e3:.3f} ({b['transpose_batch_s'] / tot:.0%})",
                      f"{b['adam_update_s'] * 1e3:.3f} ({b['adam_update_s'] / tot:.0%})",
+                     "–" if not ep else f"{ep[0]['time_s'] / n_batches * 1e3:.3f}",
                      "–" if st is None else f"{st['time_per_batch_s'] * 1e3:.3f}",
                      f"{tot / nnz * 1e9:.0f}"])
     L += [_table(["k", "threads", "nnz/batch", "unique feats/batch", "forward ms", "transpose ms",
-                  "adam_update ms", "state bound ms", "ns per nnz"], rows), ""]
+                  "adam_update ms", "epoch ms per batch", "state bound ms",
+                  "ns per nnz (stages)"], rows), ""]
     la = tp.get("parallel_launch_s") or {}
     if la:
         L += ["Empty parallel-region launch: " + ", ".join(
             f"{v * 1e6:.1f} µs at {k} thread(s)" for k, v in la.items())
-            + " (an Adam batch launches two: forward_batch and adam_update).", ""]
+            + " (an Adam batch launches two: forward_batch and the update with the next transpose).", ""]
     return L
 
 

@@ -8,6 +8,9 @@ compiled twins of a kernel (serial and parallel). A given kernel still gives
 bit-identical results at any thread count: each output is computed by one
 thread in a fixed order.
 
+``error_model="numpy"``: a float division by zero gives inf or NaN, which the
+divergence guard catches, instead of Python's exception checks in every loop.
+
 Numba's on-disk cache is keyed on each kernel file's timestamp: after changing
 these flags, delete the ``__pycache__/*.nbi``/``*.nbc`` files.
 """
@@ -16,7 +19,14 @@ from numba import njit
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
+# Only explicit prange loops are parallelised; Numba's other array-expression
+# rewrites find nothing in these kernels and only cost compile time.
+PRANGE_ONLY = {"prange": True, "comprehension": False, "numpy": False, "reduction": False,
+               "setitem": False, "stencil": False, "fusion": False, "inplace_binop": False}
+
+
 def kernel(parallel=False):
     """Decorator for a CPU kernel: lazily compiled, cached on disk, GIL released."""
-    return njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=parallel,
-                boundscheck=False)
+    return njit(cache=True, nogil=True, fastmath=FASTMATH,
+                parallel=PRANGE_ONLY if parallel else False, boundscheck=False,
+                error_model="numpy")

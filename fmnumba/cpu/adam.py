@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH, kernel
+from ._atomic import fetch_add
 from ._prefetch import prefetch_row
 from ._row import l2_of
 from .forward import forward_batch
@@ -89,6 +90,44 @@ def _adam_consts(P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled):
 
 
 @kernel(parallel=True)
+def update_and_transpose(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
+                         P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v, decoupled,
+                         indptr, indices, data, next_rows, cnt, next_uniq, next_starts,
+                         next_ent_row, next_ent_val, next_u, work):
+    """adam_update of this batch, and transpose_batch of the next one
+    (next_rows; none when empty) into the next_* buffers, at the same time.
+
+    One thread transposes first; the Adam rows are handed out in N_SPLIT
+    interleaved units through the counter work (int64 (1,)), so the other
+    threads take on the units it would have done (k=8, 2 threads: 1.3x
+    faster epochs than transposing between the parallel regions). next_u[0] receives the next
+    batch's number of distinct features. Results are those of adam_update
+    followed by transpose_batch, whatever the thread count.
+    """
+    b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd = _adam_consts(
+        P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled)
+    # Prefetch the rows this thread updates `ahead` rows later: a row that
+    # fits a cache line leaves room for 4 in flight (k=8: 1.25x faster than 1
+    # ahead on the benchmark's large set); longer rows, 2 (k=64: 1.05x).
+    ahead = (4 if P.shape[1] * P.itemsize <= 64 else 2) * N_SPLIT
+    work[0] = 0
+    # Each thread runs a block of these iterations; iteration 0's thread
+    # transposes first. The iterations only take units from the counter, so
+    # their number (not the thread count, whose query is uncacheable) is moot.
+    for w in prange(N_SPLIT):
+        if w == 0 and next_rows.shape[0] > 0:
+            next_u[0] = transpose_batch(indptr, indices, data, next_rows, cnt, next_uniq,
+                                        next_starts, next_ent_row, next_ent_val)
+        gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
+        c = fetch_add(work, 0, 1)
+        while c < N_SPLIT:
+            for a in range(c, n_uniq, N_SPLIT):
+                an = a + ahead if a + ahead < n_uniq else -1
+                _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
+                          b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w, lam_v)
+            c = fetch_add(work, 0, 1)
+
+
 def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
                 P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v, decoupled=False):
     """Adam update of the rows uniq[:n_uniq] of P (and of M, S) in place.
@@ -100,18 +139,11 @@ def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
     gradient is summed in batch order and each row is owned by one thread, so
     results do not depend on the thread count.
     """
-    b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd = _adam_consts(
-        P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled)
-    # Prefetch the rows this thread updates `ahead` rows later: a row that
-    # fits a cache line leaves room for 4 in flight (k=8: 1.25x faster than 1
-    # ahead on the benchmark's large set); longer rows, 2 (k=64: 1.05x).
-    ahead = (4 if P.shape[1] * P.itemsize <= 64 else 2) * N_SPLIT
-    for c in prange(N_SPLIT):
-        gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
-        for a in range(c, n_uniq, N_SPLIT):
-            an = a + ahead if a + ahead < n_uniq else -1
-            _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
-                      b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w, lam_v)
+    none = np.empty(0, dtype=np.int64)  # no next batch: the CSR and next_* go unread
+    update_and_transpose(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s, P, M, S,
+                         lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v, decoupled,
+                         none, uniq, ent_val, none, none, uniq, starts, ent_row, ent_val,
+                         np.zeros(1, np.int64), np.zeros(1, np.int64))
 
 
 def adam_epoch(*args):
@@ -157,16 +189,23 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
             r = order[i]
             tot += indptr[r + 1] - indptr[r]
         max_nnz = max(max_nnz, tot)
-    uniq = np.empty(max_nnz, dtype=indices.dtype)
-    starts = np.empty(max_nnz + 1, dtype=np.int64)
-    ent_row = np.empty(max_nnz, dtype=np.int32)  # positions in a batch
-    ent_val = np.empty(max_nnz, dtype=dt)
+    # two transpose buffers: batch b's is read while batch b + 1's is written
+    uniq = np.empty((2, max_nnz), dtype=indices.dtype)
+    starts = np.empty((2, max_nnz + 1), dtype=np.int64)
+    ent_row = np.empty((2, max_nnz), dtype=np.int32)  # positions in a batch
+    ent_val = np.empty((2, max_nnz), dtype=dt)
+    next_u = np.zeros(1, dtype=np.int64)
+    work = np.zeros(1, dtype=np.int64)
+    cur = 0
+    u = transpose_batch(indptr, indices, data, order[:nb_max], cnt, uniq[0], starts[0],
+                        ent_row[0], ent_val[0])
     t = t0
     done = 0
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
         nb = stop - start
         rows = order[start:stop]
+        nxt = order[stop:min(n, stop + batch_size)]
         forward_batch(indptr, indices, data, y, sw, rows, loss_code,
                       bstate[0], P, yhat[:nb], Q[:nb], G[:nb], L[:nb])
         lsum = 0.0
@@ -181,18 +220,23 @@ def _adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
         batch_weight[done] = ssum
         if not np.isfinite(lsum) or not np.isfinite(gsum):
             return t, done
+        nx = 1 - cur
         if ssum <= 0:  # all weights zero: nothing to learn from this batch
+            u = transpose_batch(indptr, indices, data, nxt, cnt, uniq[nx], starts[nx],
+                                ent_row[nx], ent_val[nx])
+            cur = nx
             done += 1
             continue
         t += 1
         bc1 = 1.0 - beta1 ** t
         bc2 = 1.0 - beta2 ** t
         inv_s = 1.0 / ssum
-        u = transpose_batch(indptr, indices, data, rows, cnt, uniq, starts,
-                            ent_row, ent_val)
-        adam_update(uniq, u, starts, ent_row, ent_val, G[:nb], sb[:nb],
-                    Q[:nb], inv_s, P, M, S, lr, beta1, beta2, eps, bc1, bc2,
-                    lam_w, lam_v, decoupled)
+        update_and_transpose(uniq[cur], u, starts[cur], ent_row[cur], ent_val[cur], G[:nb],
+                             sb[:nb], Q[:nb], inv_s, P, M, S, lr, beta1, beta2, eps, bc1, bc2,
+                             lam_w, lam_v, decoupled, indptr, indices, data, nxt, cnt,
+                             uniq[nx], starts[nx], ent_row[nx], ent_val[nx], next_u, work)
+        u = next_u[0]
+        cur = nx
         # intercept: plain Adam on the scalar, in float64
         g0 = gsum * inv_s
         bstate[1] = beta1 * bstate[1] + (1.0 - beta1) * g0
