@@ -14,7 +14,9 @@
   float32 each) of every feature an Adam epoch touches, batch by batch over
   the same random rows and batch size as bench/throughput.py, split among
   threads like fmnumba's adam_update (interleaved) with the rows each thread
-  updates 1, 2, 4 or 8 rows later prefetched (the fastest counts). Lazy Adam must do at least this per epoch, so epoch_nnz·k over
+  updates 1, 2, 4 or 8 rows later prefetched (the fastest counts); also
+  timed with the three tables interleaved in one (row j = [p | m | s]), the
+  layout change it would take to lower the bound. Lazy Adam must do at least this per epoch, so epoch_nnz·k over
   (this time + the gather time of the epoch's rows) bounds its throughput.
 * SGD bound: the same epoch rows visited in their shuffled order, split into
   one contiguous chunk per thread, gathering each row's k-wide table rows
@@ -170,6 +172,10 @@ def _kernels():
                            shuffled_read=shuffled_read, shuffled_rmw=shuffled_rmw)
 
 
+def _row_of(rows, k, threads):
+    return next(r for r in rows if r["k"] == k and r["threads"] == threads)
+
+
 def batch_features(indptr, indices, order, batch_size):
     """(ustart, uall): the distinct features of each batch of `order`."""
     us, parts = [0], []
@@ -252,6 +258,18 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
                                       "time_s_by_distance": {str(a): b for a, b in
                                                              by_dist.items()}})
         del P, M, S
+        # the same with P, M and S interleaved in one table (row j = [p | m | s]):
+        # what that layout would save fmnumba's Adam
+        w = 1 + k
+        X = np.ones((n_features, 3 * w), dtype=np.float32)
+        views = (X[:, :w], X[:, w:2 * w], X[:, 2 * w:])
+        state_rmw(ustart[:2], uall, *views, 1)
+        for nt in thread_list:
+            numba.set_num_threads(nt)
+            s = min(_median_time(lambda: state_rmw(ustart, uall, *views, d), repeats)
+                    for d in STATE_PREFETCH_DISTANCES)
+            _row_of(res["adam_state"], k, nt)["interleaved_time_s"] = s
+        del X, views
     res["sgd_bound"] = []
     out_o = np.empty(order.size, dtype=np.float32)
     for k in ks:

@@ -872,6 +872,59 @@ def evaluate_targets(results):
     return rows
 
 
+def epoch_misses_section(results):
+    """Lines saying, for each epoch target missed, by how much, what this
+    run's bounds and Adam profile show, and where the next change must aim."""
+    tp, ceil = results.get("throughput") or {}, results.get("ceiling")
+    th = results.get("host", {}).get("threads", 2)
+    ptp = results.get("peer_throughput") or {}
+    out = []
+    for k in results.get("args", {}).get("throughput_k", [8, 64]):
+        peers = [(key.split("/")[0], r["nnz_k_per_s"]) for key, r in ptp.items()
+                 if key.endswith(f"/{k}") and _peer_tp_ok(r)]
+        if not peers:
+            continue
+        peer, pv = max(peers, key=lambda x: x[1])
+        need = EPOCH_PEER_FACTOR * pv
+        for kern, label in (("sgd_epoch", "SGD"), ("adam_epoch", "Adam")):
+            r = _kernel(tp, kern, k, th)
+            if not r or r["nnz_k_per_s"] >= need:
+                continue
+            bound = adam_bound(ceil, k, th) if kern == "adam_epoch" else sgd_bound(ceil, k, th, tp)
+            txt = (f"- **{label} epoch, k={k}**: {r['nnz_k_per_s']:.3g} nnz·k/s, "
+                   f"{need / r['nnz_k_per_s']:.2f}× short of 5× {peer} ({need:.3g}). ")
+            if bound:
+                txt += f"This machine's {label} bound is {bound:.3g} ({bound / pv:.2f}× {peer}); "
+                txt += ("5× is beyond it in this run. " if bound < need else
+                        f"5× needs {need / bound:.0%} of it; the kernel is at "
+                        f"{r['nnz_k_per_s'] / bound:.0%}. ")
+            b = _row(tp.get("breakdown"), k, th) if kern == "adam_epoch" else None
+            if b:
+                stages = {"forward": b["forward_batch_s"], "transpose": b["transpose_batch_s"],
+                          "update": b["adam_update_s"]}
+                top = max(stages, key=stages.get)
+                st = _row((ceil or {}).get("adam_state"), k, th)
+                txt += (f"Profile: {top} is the largest stage ({stages[top] * 1e3:.3f} ms of "
+                        f"{sum(stages.values()) * 1e3:.3f} ms per batch called separately)")
+                if st:
+                    txt += (f"; the update takes {b['adam_update_s'] / st['time_per_batch_s']:.1f}×"
+                            " the bare state read-modify-write")
+                txt += (". Next change aimed there: the P, M and S rows interleaved in one "
+                        "table (one random row per feature instead of three)")
+                if st and st.get("interleaved_time_s"):
+                    txt += (f", whose bare read-modify-write runs "
+                            f"{st['time_s'] / st['interleaved_time_s']:.2f}× faster in this run")
+                txt += "."
+            elif kern == "sgd_epoch":
+                txt += ("Between the epoch and its bound lies what the bound leaves out: "
+                        "the x values, the w column (1 + k wide rows, not k), the loss and "
+                        "the update arithmetic.")
+            out.append(txt)
+    if out:
+        out = ["### Epoch targets missed: by how much, and what profiling shows", ""] + out + [""]
+    return out
+
+
 def adam_bound(ceil, k, threads):
     """Upper bound (nnz·k/s) on a lazy-Adam epoch on this machine: the bare
     read-modify-write of the touched P, M, S rows plus the gather of the
@@ -934,6 +987,7 @@ def write_report(results, out_dir, stem):
     if rows:
         L += ["## Targets (issue 4)", "", _table(["target", "measured", "result", "ratio"], rows),
               ""]
+        L += epoch_misses_section(results)
     # learning curves
     if results.get("datasets"):
         L += ["## Learning curves and final metrics", "",
@@ -1001,10 +1055,11 @@ def write_report(results, out_dir, stem):
                   "the gather of the epoch's rows at the gather ceiling: no lazy Adam epoch on "
                   "this machine can beat it.", "",
                   _table(["k", "threads", "state RMW s", "prefetch rows ahead", "µs per batch",
-                          "Adam bound nnz·k/s"],
+                          "interleaved P|M|S RMW s", "Adam bound nnz·k/s"],
                          [[c["k"], c["threads"], f"{c['time_s']:.4f}",
                            c.get("prefetch_distance", 1),
                            f"{c['time_per_batch_s'] * 1e6:.0f}",
+                           _f(c.get("interleaved_time_s"), "{:.4f}"),
                            f"{adam_bound(ceil, c['k'], c['threads']) or 0:.3g}"]
                           for c in ceil["adam_state"]]), ""]
         if ceil.get("sgd_bound"):

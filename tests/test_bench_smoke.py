@@ -49,7 +49,8 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
     assert len(curve) >= 1 and all("rmse" in pt and "time_s" in pt for pt in curve)
     assert res["throughput"]["kernels"] and res["ceiling"]["gather"]
     assert res["ceiling"]["adam_state"] and all(
-        c["time_s"] > 0 and c["rows_updated"] > 0 for c in res["ceiling"]["adam_state"])
+        c["time_s"] > 0 and c["rows_updated"] > 0 and c["interleaved_time_s"] > 0
+        and c["prefetch_distance"] in (1, 2, 4, 8) for c in res["ceiling"]["adam_state"])
     assert res["ceiling"]["sgd_bound"] and all(
         c["read_time_s"] > 0 and c["rmw_time_s"] > 0 and c["epoch_nnz"] > 0
         for c in res["ceiling"]["sgd_bound"])
