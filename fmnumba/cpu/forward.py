@@ -18,6 +18,9 @@ def _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, yhat, 
     L[i] = sw[r] * loss_value(loss_code, yh, y[r])
 
 
+N_CHUNKS = 64  # contiguous runs of rows, as a static prange over rows would give
+
+
 @kernel(parallel=True)
 def forward_batch(indptr, indices, data, y, sw, rows, loss_code, w0, P,
                   yhat, Q, G, L):
@@ -26,5 +29,19 @@ def forward_batch(indptr, indices, data, y, sw, rows, loss_code, w0, P,
     Writes yhat[i] = ŷ, Q[i, :] = q (batch × k), G[i] = s_r·∂ℓ/∂ŷ and
     L[i] = s_r·ℓ, all in P's dtype except L (float64).
     """
-    for i in prange(rows.shape[0]):
+    nb = rows.shape[0]
+    n_chunks = min(nb, N_CHUNKS)
+    for c in prange(n_chunks):
+        _forward_rows(c * nb // n_chunks, (c + 1) * nb // n_chunks, indptr, indices, data, y,
+                      sw, rows, loss_code, w0, P, yhat, Q, G, L)
+
+
+# Not inlined into the prange body: Numba compiles a parallel loop's body twice,
+# so one call per chunk saves about 0.5 s of a first fit's cold compile, at the
+# same speed. (Adam's update loses ~8% when split out the same way: there
+# the parallel body's no-alias arguments matter, so it stays inline.)
+@njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
+def _forward_rows(lo, hi, indptr, indices, data, y, sw, rows, loss_code, w0, P, yhat, Q, G, L):
+    """_forward_one for batch positions lo <= i < hi."""
+    for i in range(lo, hi):
         _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, yhat, Q, G, L)
