@@ -16,8 +16,9 @@
   threads like fmnumba's adam_update (interleaved) with the rows each thread
   updates 1, 2, 4 or 8 rows later prefetched (the fastest counts); also
   timed with the three tables interleaved in one (row j = [p | m | s]), the
-  layout change it would take to lower the bound. Lazy Adam must do at least this per epoch, so epoch_nnz·k over
-  (this time + the gather time of the epoch's rows) bounds its throughput.
+  layout change it would take to lower the bound. Lazy Adam must do at least
+  this per epoch, so epoch_nnz·k over (this time + the gather time of the
+  epoch's rows) bounds its throughput.
 * SGD bound: the same epoch rows visited in their shuffled order, split into
   one contiguous chunk per thread, gathering each row's k-wide table rows
   (*read*) and then also writing each of them back once (*rmw*), prefetched as
