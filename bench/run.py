@@ -927,14 +927,16 @@ def epoch_misses_section(results):
 
 def adam_bound(ceil, k, threads):
     """Upper bound (nnz·k/s) on a lazy-Adam epoch on this machine: the bare
-    read-modify-write of the touched P, M, S rows plus the gather of the
-    epoch's rows at the gather ceiling (bench/ceiling.py), or None."""
+    read-modify-write of the touched P, M, S rows (separate or interleaved
+    tables, the faster) plus the gather of the epoch's rows at the gather
+    ceiling (bench/ceiling.py), or None."""
     st = _row((ceil or {}).get("adam_state"), k, threads)
     g = _ceiling_for(ceil, k, threads)
     if not st or not g:
         return None
     work = st["epoch_nnz"] * k
-    return work / (st["time_s"] + work / g)
+    rmw = min(st["time_s"], st.get("interleaved_time_s") or st["time_s"])  # either layout
+    return work / (rmw + work / g)
 
 
 def sgd_bound(ceil, k, threads, tp=None):
@@ -1051,9 +1053,10 @@ def write_report(results, out_dir, stem):
                   f"each Adam batch touches, over the {a0['epoch_rows']} epoch rows in batches "
                   f"of {a0['batch_size']} ({a0['rows_updated']} row updates for "
                   f"{a0['epoch_nnz']} nnz), each thread prefetching the rows it updates "
-                  "1, 2, 4 or 8 rows later; the fastest distance counts. *Adam bound* adds "
-                  "the gather of the epoch's rows at the gather ceiling: no lazy Adam epoch on "
-                  "this machine can beat it.", "",
+                  "1, 2, 4 or 8 rows later; the fastest distance counts. *interleaved* times "
+                  "the same with P, M and S in one table (row j = [p | m | s]). *Adam bound* "
+                  "adds the gather of the epoch's rows at the gather ceiling to the faster "
+                  "layout: no lazy Adam epoch on this machine can beat it.", "",
                   _table(["k", "threads", "state RMW s", "prefetch rows ahead", "µs per batch",
                           "interleaved P|M|S RMW s", "Adam bound nnz·k/s"],
                          [[c["k"], c["threads"], f"{c['time_s']:.4f}",
