@@ -99,43 +99,44 @@ def _kernels():
             S[j, f] = s
             P[j, f] -= np.float32(1e-3) * s
 
-    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
-    def state_rmw(ustart, uall, P, M, S, dist):
-        """Per batch b: P, M, S rows uall[ustart[b]:ustart[b+1]] updated in
-        place (a multiply-add each, the memory traffic of an Adam step); each
-        thread prefetches the rows it updates dist rows later."""
-        ahead = dist * N_SPLIT
-        for b in range(ustart.shape[0] - 1):
-            a0 = ustart[b]
-            n = ustart[b + 1] - a0
-            for c in prange(N_SPLIT):
-                for a in range(c, n, N_SPLIT):
-                    if a + ahead < n:
-                        jn = uall[a0 + a + ahead]
-                        prefetch_row(P, jn)
-                        prefetch_row(M, jn)
-                        prefetch_row(S, jn)
-                    _rmw(P, M, S, uall[a0 + a])
+    @njit(inline="always", fastmath=True, nogil=True)
+    def _rmw_interleaved(X, M, S, j):  # M, S unused: X[j] = [p | m | s]
+        w = X.shape[1] // 3
+        for f in range(w):
+            m = np.float32(0.9) * X[j, w + f] + np.float32(0.1) * X[j, f]
+            s = np.float32(0.999) * X[j, 2 * w + f] + np.float32(0.001) * m
+            X[j, w + f] = m
+            X[j, 2 * w + f] = s
+            X[j, f] -= np.float32(1e-3) * s
 
-    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
-    def state_rmw_interleaved(ustart, uall, X, w, dist):
-        """state_rmw with row j of P, M and S stored as X[j] = [p | m | s]
-        (each w = 1 + k wide): one random row per feature instead of three."""
-        ahead = dist * N_SPLIT
-        for b in range(ustart.shape[0] - 1):
-            a0 = ustart[b]
-            n = ustart[b + 1] - a0
-            for c in prange(N_SPLIT):
-                for a in range(c, n, N_SPLIT):
-                    if a + ahead < n:
-                        prefetch_row(X, uall[a0 + a + ahead])
-                    j = uall[a0 + a]
-                    for f in range(w):
-                        m = np.float32(0.9) * X[j, w + f] + np.float32(0.1) * X[j, f]
-                        s = np.float32(0.999) * X[j, 2 * w + f] + np.float32(0.001) * m
-                        X[j, w + f] = m
-                        X[j, 2 * w + f] = s
-                        X[j, f] -= np.float32(1e-3) * s
+    def make_state_rmw(interleaved):
+        """Per batch b: the P, M, S rows uall[ustart[b]:ustart[b+1]] updated in
+        place (a multiply-add each, the memory traffic of an Adam step); each
+        thread prefetches the rows it updates dist rows later. With
+        `interleaved` (a compile-time constant) the three are one table,
+        passed as P (M and S unused), row j = [p | m | s]: one random row per
+        feature instead of three."""
+        rmw = _rmw_interleaved if interleaved else _rmw
+
+        @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
+        def state_rmw(ustart, uall, P, M, S, dist):
+            ahead = dist * N_SPLIT
+            for b in range(ustart.shape[0] - 1):
+                a0 = ustart[b]
+                n = ustart[b + 1] - a0
+                for c in prange(N_SPLIT):
+                    for a in range(c, n, N_SPLIT):
+                        if a + ahead < n:
+                            jn = uall[a0 + a + ahead]
+                            prefetch_row(P, jn)
+                            if not interleaved:
+                                prefetch_row(M, jn)
+                                prefetch_row(S, jn)
+                        rmw(P, M, S, uall[a0 + a])
+        return state_rmw
+
+    state_rmw = make_state_rmw(False)
+    state_rmw_interleaved = make_state_rmw(True)
 
     def make_shuffled(write):
         """Gather-and-sum of T's rows per CSR row, visiting the rows in a
@@ -285,10 +286,10 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
         w = 1 + k
         X = np.ones((n_features, 3 * w), dtype=np.float32)
         inter = kern.state_rmw_interleaved
-        inter(ustart[:2], uall, X, w, 1)
+        inter(ustart[:2], uall, X, X, X, 1)
         for nt in thread_list:
             numba.set_num_threads(nt)
-            s = min(_median_time(lambda: inter(ustart, uall, X, w, d), repeats)
+            s = min(_median_time(lambda: inter(ustart, uall, X, X, X, d), repeats)
                     for d in STATE_PREFETCH_DISTANCES)
             _row_of(res["adam_state"], k, nt)["interleaved_time_s"] = s
         del X
