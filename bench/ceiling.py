@@ -195,8 +195,10 @@ def _kernels():
                            shuffled_read=shuffled_read, shuffled_rmw=shuffled_rmw)
 
 
-def _row_of(rows, k, threads):
-    return next(r for r in rows if r["k"] == k and r["threads"] == threads)
+def _by_distance(run, repeats):
+    """{prefetch distance: median seconds of run(distance)} over
+    STATE_PREFETCH_DISTANCES."""
+    return {d: _median_time(lambda: run(d), repeats) for d in STATE_PREFETCH_DISTANCES}
 
 
 def batch_features(indptr, indices, order, batch_size):
@@ -268,31 +270,28 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
         M = np.zeros_like(P)
         S = np.zeros_like(P)
         state_rmw(ustart[:2], uall, P, M, S, 1)
+        rows = {}
         for nt in thread_list:
             numba.set_num_threads(nt)
-            by_dist = {d: _median_time(lambda: state_rmw(ustart, uall, P, M, S, d), repeats)
-                       for d in STATE_PREFETCH_DISTANCES}
+            by_dist = _by_distance(lambda d: state_rmw(ustart, uall, P, M, S, d), repeats)
             d, s = min(by_dist.items(), key=lambda kv: kv[1])  # the bound: the fastest
-            res["adam_state"].append({"k": k, "threads": nt, "batch_size": batch_size,
-                                      "batches": n_b, "epoch_rows": int(order.size),
-                                      "epoch_nnz": epoch_nnz, "rows_updated": int(uall.size),
-                                      "time_s": s, "time_per_batch_s": s / n_b,
-                                      "prefetch_distance": d,
-                                      "time_s_by_distance": {str(a): b for a, b in
-                                                             by_dist.items()}})
+            rows[nt] = {"k": k, "threads": nt, "batch_size": batch_size, "batches": n_b,
+                        "epoch_rows": int(order.size), "epoch_nnz": epoch_nnz,
+                        "rows_updated": int(uall.size), "time_s": s,
+                        "time_per_batch_s": s / n_b, "prefetch_distance": d,
+                        "time_s_by_distance": {str(a): b for a, b in by_dist.items()}}
         del P, M, S
         # the same with P, M and S interleaved in one table (row j = [p | m | s]):
         # what that layout would save fmnumba's Adam
-        w = 1 + k
-        X = np.ones((n_features, 3 * w), dtype=np.float32)
+        X = np.ones((n_features, 3 * (1 + k)), dtype=np.float32)
         inter = kern.state_rmw_interleaved
         inter(ustart[:2], uall, X, X, X, 1)
         for nt in thread_list:
             numba.set_num_threads(nt)
-            s = min(_median_time(lambda: inter(ustart, uall, X, X, X, d), repeats)
-                    for d in STATE_PREFETCH_DISTANCES)
-            _row_of(res["adam_state"], k, nt)["interleaved_time_s"] = s
+            rows[nt]["interleaved_time_s"] = min(
+                _by_distance(lambda d: inter(ustart, uall, X, X, X, d), repeats).values())
         del X
+        res["adam_state"] += rows.values()
     res["sgd_bound"] = []
     out_o = np.empty(order.size, dtype=np.float32)
     for k in ks:

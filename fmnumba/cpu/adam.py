@@ -100,9 +100,9 @@ def update_and_transpose(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s
     One thread transposes first; the Adam rows are handed out in N_SPLIT
     interleaved units through the counter work (int64 (1,)), so the other
     threads take on the units it would have done (k=8, 2 threads: 1.3x
-    faster epochs than transposing between the parallel regions). next_u[0] receives the next
-    batch's number of distinct features. Results are those of adam_update
-    followed by transpose_batch, whatever the thread count.
+    faster epochs than transposing between the parallel regions). next_u[0]
+    receives the next batch's number of distinct features. Results are those
+    of adam_update followed by transpose_batch, whatever the thread count.
     """
     b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd = _adam_consts(
         P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled)
@@ -118,14 +118,15 @@ def update_and_transpose(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s
         if w == 0 and next_rows.shape[0] > 0:
             next_u[0] = transpose_batch(indptr, indices, data, next_rows, cnt, next_uniq,
                                         next_starts, next_ent_row, next_ent_val)
-        gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
         c = fetch_add(work, 0, 1)
-        while c < N_SPLIT:
-            for a in range(c, n_uniq, N_SPLIT):
-                an = a + ahead if a + ahead < n_uniq else -1
-                _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M, S,
-                          b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w, lam_v)
-            c = fetch_add(work, 0, 1)
+        if c < N_SPLIT:  # most iterations find the units all taken: no scratch for them
+            gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
+            while c < N_SPLIT:
+                for a in range(c, n_uniq, N_SPLIT):
+                    an = a + ahead if a + ahead < n_uniq else -1
+                    _adam_row(a, an, gq, uniq, starts, ent_row, ent_val, G, sb, Q, isum, P, M,
+                              S, b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w, lam_v)
+                c = fetch_add(work, 0, 1)
 
 
 def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
