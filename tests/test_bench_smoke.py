@@ -32,7 +32,7 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
     md = (out / "smoke.md").read_text()
     assert (out / "LATEST.md").read_text() == md
     assert "python -m bench --quick --datasets small" in md
-    assert "## Targets (issue 4)" in md
+    assert "## Targets" in md
     assert "### small" in md and "fmnumba" in md
     assert "peers skipped" in md
     assert "fraction of ceiling" in md and "same-process ceiling" in md
