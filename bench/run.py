@@ -61,7 +61,7 @@ FM_PARAMS = {"a9a": {"learning_rate": 0.02, "lr_decay": 1.0, "batch_size": 1024,
                      "l2_reg_w": 0.001, "l2_reg_v": 0.01}}
 
 
-def _thread_env(threads, extra=None):
+def _thread_env(threads):
     """This process's environment with the thread counts pinned and the
     repository on PYTHONPATH, for a runner's subprocess."""
     env = {**os.environ, **thread_env(threads)}
@@ -69,8 +69,6 @@ def _thread_env(threads, extra=None):
                                                       [os.environ.get("PYTHONPATH")] if x])
     env.setdefault("USER", "bench")
     env.setdefault("TQDM_DISABLE", "1")
-    if extra:
-        env.update(extra)
     return env
 
 
