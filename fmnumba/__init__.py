@@ -8,7 +8,7 @@ cached on disk.
 from . import backend  # noqa: F401,I001
 from .estimators import FMClassifier, FMRegressor
 from .io import load
-from .solvers import DivergenceError
+from .training import DivergenceError
 
 __version__ = "0.1.0"
 __all__ = ["FMClassifier", "FMRegressor", "DivergenceError", "load", "__version__"]

@@ -6,10 +6,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _validation as V
+from . import _validation as validation
 from .backend import get_kernels
 from .losses import LOSS_CODES
-from .solvers import FMState, TrainConfig, numba_threads, predict_raw, train
+from .training import FMState, TrainConfig, numba_threads, predict_raw, train
 
 
 class _BaseFM(BaseEstimator):
@@ -63,7 +63,7 @@ class _BaseFM(BaseEstimator):
     def intercept_(self):
         """Global bias w0 (float)."""
         check_is_fitted(self, "_state")
-        return float(self._state.bstate[0])
+        return float(self._state.bias_state[0])
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_state")
@@ -86,8 +86,8 @@ class _BaseFM(BaseEstimator):
             loss_code=LOSS_CODES[self.loss], solver=self.solver,
             learning_rate=float(self.learning_rate), lr_decay=float(self.lr_decay),
             batch_size=int(self.batch_size),
-            l2_reg_w=V.per_feature_l2("l2_reg_w", self.l2_reg_w, self.groups, n_features),
-            l2_reg_v=V.per_feature_l2("l2_reg_v", self.l2_reg_v, self.groups, n_features),
+            l2_reg_w=validation.per_feature_l2("l2_reg_w", self.l2_reg_w, self.groups, n_features),
+            l2_reg_v=validation.per_feature_l2("l2_reg_v", self.l2_reg_v, self.groups, n_features),
             tol=self.tol, n_iter_no_change=int(self.n_iter_no_change),
             early_stopping=bool(self.early_stopping), on_divergence=self.on_divergence,
             verbose=int(self.verbose))
@@ -97,14 +97,14 @@ class _BaseFM(BaseEstimator):
         (None: self.max_iter)."""
         saved = {a: self.__dict__[a] for a in _FIT_ATTRS if a in self.__dict__}
         try:  # a call rejected by validation leaves a fitted model as it was
-            V.check_params(self, self._valid_losses)
+            validation.check_params(self, self._valid_losses)
             max_iter = int(self.max_iter) if max_iter is None else max_iter
             resume = hasattr(self, "_state") and (partial or self.warm_start)
-            Xc = V.check_X(self, X, reset=not resume)
+            Xc = validation.check_X(self, X, reset=not resume)
             y_enc = self._encode_y(y, Xc.shape[0], fitting=not resume, classes=classes)
-            sw = V.check_sample_weight(sample_weight, Xc.shape[0])
-            dtype = V.resolve_dtype(self.dtype)
-            Xc, y_enc, sw = V.drop_zero_weight_rows(Xc, y_enc, sw, dtype)
+            sw = validation.check_sample_weight(sample_weight, Xc.shape[0])
+            dtype = validation.resolve_dtype(self.dtype)
+            Xc, y_enc, sw = validation.drop_zero_weight_rows(Xc, y_enc, sw, dtype)
             if resume and (self._state.P.dtype != dtype
                            or self._state.P.shape[1] != 1 + self.n_factors):
                 raise ValueError("warm_start/partial_fit: n_factors and dtype must match the "
@@ -120,7 +120,7 @@ class _BaseFM(BaseEstimator):
                                                        rng)
             kern = get_kernels(self.device, Xc.nnz)
             if not resume:
-                V.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
+                validation.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
             cfg = self._config(Xc.shape[1])
         except BaseException:
             for a in _FIT_ATTRS:
@@ -147,9 +147,9 @@ class _BaseFM(BaseEstimator):
         if not isinstance(eval_set, tuple) or len(eval_set) not in (2, 3):
             raise ValueError("eval_set must be a tuple (X_val, y_val) or "
                              "(X_val, y_val, sample_weight_val).")
-        Xv = V.check_X(self, eval_set[0], reset=False, name="eval_set[0]")
+        Xv = validation.check_X(self, eval_set[0], reset=False, name="eval_set[0]")
         yv = self._encode_y(eval_set[1], Xv.shape[0], fitting=False, name="eval_set[1]")
-        swv = V.check_sample_weight(eval_set[2] if len(eval_set) == 3 else None, Xv.shape[0])
+        swv = validation.check_sample_weight(eval_set[2] if len(eval_set) == 3 else None, Xv.shape[0])
         if Xv.shape[0] == 0:
             raise ValueError("eval_set[0] has 0 rows; pass a non-empty validation set.")
         return Xv, yv, swv
@@ -171,7 +171,7 @@ class _BaseFM(BaseEstimator):
     def _decision(self, X):
         """Raw model output ŷ, shape (n_samples,), float64."""
         check_is_fitted(self, "_state")
-        Xc = V.check_X(self, X, reset=False)
+        Xc = validation.check_X(self, X, reset=False)
         kern = get_kernels("cpu")
         with numba_threads(self.n_jobs):
             out = predict_raw(kern, Xc, self._state)
@@ -214,7 +214,7 @@ class FMRegressor(RegressorMixin, _BaseFM):
     _valid_losses = ("squared",)
 
     def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
-        return V.check_y_numeric(y, n_rows, name=name, dtype=V.resolve_dtype(self.dtype))
+        return validation.check_y_numeric(y, n_rows, name=name, dtype=validation.resolve_dtype(self.dtype))
 
     def _init_w0(self, y, sw):
         return float(np.dot(sw, y) / sw.sum())

@@ -1,6 +1,7 @@
 """Model files (.npz arrays + JSON metadata, never pickle) and data readers.
 
-A model file is an uncompressed .npz holding the arrays P, bstate and, when
+A model file is an uncompressed .npz holding the arrays P, bstate (the bias
+state [w0, m_w0, s_w0]) and, when
 Adam state exists, M and S, plus `meta`: UTF-8 JSON bytes with the format
 name and version, fmnumba's version, the estimator class, its
 hyperparameters, classes, dtype and fitted counters. `load` reads it with
@@ -14,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from . import _validation as V
+from . import _validation as validation
 from .readers import (  # noqa: F401  (the readers' public home is fmnumba.io)
     Dataset, RatingEncoder, detect_format, load_libffm, load_libsvm, load_movielens,
     load_ratings, read_data)
@@ -68,7 +69,7 @@ def save_model(est, path):
             cls = cls.astype(str)
         meta["classes"] = cls.tolist()
         meta["classes_dtype"] = cls.dtype.str
-    arrays = {"P": st.P, "bstate": st.bstate,
+    arrays = {"P": st.P, "bstate": st.bias_state,
               "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
     if st.M is not None:
         arrays["M"], arrays["S"] = st.M, st.S
@@ -121,7 +122,7 @@ def _bad(path, why):
 def load(path):
     """Load a model written by `save`; returns a fitted FMRegressor or FMClassifier."""
     from . import estimators
-    from .solvers import FMState
+    from .training import FMState
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such model file.")
@@ -178,7 +179,7 @@ def load(path):
         est = cls(**params)
         if est.groups is not None:
             est.groups = np.asarray(est.groups)
-        V.check_params(est, est._valid_losses)
+        validation.check_params(est, est._valid_losses)
         if est.n_factors != k:
             raise _bad(path, f"n_factors={est.n_factors} but the factor table has {k} columns")
         for key in ("t", "n_iter"):
@@ -188,7 +189,7 @@ def load(path):
                 isinstance(meta["history"].get(h, []), list)
                 for h in ("train_loss", "val_loss", "time_s")):
             raise _bad(path, "history is malformed")
-        est._state = FMState(P=np.ascontiguousarray(P), bstate=b.copy(), M=arrays.get("M"),
+        est._state = FMState(P=np.ascontiguousarray(P), bias_state=b.copy(), M=arrays.get("M"),
                              S=arrays.get("S"), t=int(meta["t"]))
         est.n_features_in_ = n
         est.n_iter_ = int(meta["n_iter"])

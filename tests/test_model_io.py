@@ -72,7 +72,7 @@ def test_round_trip_is_bit_exact(models, name, tmp_path):
     m.save(path)
     m2 = fmnumba.load(path)
     assert type(m2) is type(m)
-    for a, b in ((m._state.P, m2._state.P), (m._state.bstate, m2._state.bstate)):
+    for a, b in ((m._state.P, m2._state.P), (m._state.bias_state, m2._state.bias_state)):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     if m._state.M is not None:
         assert np.array_equal(m._state.M, m2._state.M) and np.array_equal(m._state.S, m2._state.S)

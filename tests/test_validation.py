@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 from fmnumba import DivergenceError, FMClassifier, FMRegressor
-from fmnumba import _validation as V
+from fmnumba import _validation as validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -542,11 +542,11 @@ def test_real_sigint_during_fit_keeps_a_usable_model(tmp_path):
 def test_canonical_csr_is_not_copied():
     X, _ = _data(2000, 50, dtype=np.float32)
     X.sort_indices()
-    Xc = V.check_X(reg(), X, reset=True)
+    Xc = validation.check_X(reg(), X, reset=True)
     for name in ("data", "indices", "indptr"):
         assert np.shares_memory(getattr(Xc, name), getattr(X, name)), name
     Xd = X.astype(np.float64)  # the model's dtype differs: converted once
-    assert not np.shares_memory(V.check_X(reg(), Xd, reset=True).data, Xd.data)
+    assert not np.shares_memory(validation.check_X(reg(), Xd, reset=True).data, Xd.data)
 
 
 def test_predict_and_fit_allocate_no_dense_blocks():
@@ -647,7 +647,7 @@ def test_warnings_are_not_errors():
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
 def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
     """The chunked O(nnz) scans must agree with a direct check at any chunk size."""
-    monkeypatch.setattr(V, "_CHUNK", chunk)
+    monkeypatch.setattr(validation, "_CHUNK", chunk)
     rng = np.random.default_rng(chunk)
     for _ in range(40):
         n, p = rng.integers(1, 8), rng.integers(1, 8)
@@ -657,9 +657,9 @@ def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
         data = rng.choice([0.0, 1.0, -2.0, 0.5], nnz).astype(np.float32)
         expected = all(np.all(np.diff(indices[indptr[r]:indptr[r + 1]]) > 0) for r in range(n)) \
             and np.all(data != 0)
-        assert V._is_canonical(indptr, indices, data) == expected
+        assert validation._is_canonical(indptr, indices, data) == expected
         X = raw_csr(data, indices, indptr, (n, p))
-        Xc = V.check_X(reg(), X, reset=True)
+        Xc = validation.check_X(reg(), X, reset=True)
         assert np.shares_memory(Xc.indices, X.indices) == bool(expected and nnz)
         D = np.zeros((n, p))
         for r in range(n):
@@ -669,4 +669,4 @@ def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
         if nnz:
             bad[rng.integers(0, nnz)] = np.nan
             with pytest.raises(ValueError, match="NaN"):
-                V.check_X(reg(), raw_csr(bad, indices, indptr, (n, p)), reset=True)
+                validation.check_X(reg(), raw_csr(bad, indices, indptr, (n, p)), reset=True)

@@ -23,10 +23,11 @@ class DivergenceError(FloatingPointError):
 @dataclass
 class FMState:
     """Everything a fit needs to resume: P = [w | V] (n_features × (1+k)),
-    Adam moments M and S of P's shape, bstate = [w0, m_w0, s_w0] and the
-    global Adam step count t."""
+    Adam moments M and S of P's shape, bias_state = [w0, m_w0, s_w0] (the
+    global bias and its Adam moments, float64) and the global Adam step count
+    t. Model files store bias_state as the array "bstate"."""
     P: np.ndarray
-    bstate: np.ndarray
+    bias_state: np.ndarray
     M: np.ndarray = None
     S: np.ndarray = None
     t: int = 0
@@ -38,7 +39,7 @@ class FMState:
         for a in range(0, n_features, step):
             b = min(n_features, a + step)
             P[a:b, 1:] = rng.normal(0.0, init_std, size=(b - a, k))
-        return cls(P=P, bstate=np.array([w0, 0.0, 0.0]))
+        return cls(P=P, bias_state=np.array([w0, 0.0, 0.0]))
 
     def ensure_adam(self):
         if self.M is None:
@@ -87,7 +88,7 @@ def predict_raw(kern, X, state):
     out = np.empty(X.shape[0], dtype=state.P.dtype)
     if X.shape[0]:
         with _serial_if_unsafe():
-            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bstate[0]),
+            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bias_state[0]),
                              state.P, out)
     return out
 
@@ -146,7 +147,7 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
             t, done = kern.adam_epoch(
                 X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
-                state.P, state.M, state.S, state.bstate, state.t, lr,
+                state.P, state.M, state.S, state.bias_state, state.t, lr,
                 cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw,
                 cfg.solver == "adamw")
         state.t = int(t)
@@ -154,7 +155,7 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         return bl[:done].sum(), bw[:done].sum(), ok
     L = np.empty(order.shape[0])
     kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
-                   state.P, state.bstate, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
+                   state.P, state.bias_state, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
     fin = np.isfinite(L)
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
@@ -164,11 +165,11 @@ def _restore(state, snap):
     during the failed epoch and were not saved (that would double the memory),
     so Adam restarts: M, S, the w0 moments and the step count are reset."""
     state.P[...] = snap[0]
-    state.bstate[...] = snap[1]
+    state.bias_state[...] = snap[1]
     if state.M is not None:
         state.M[...] = 0
         state.S[...] = 0
-        state.bstate[1:] = 0
+        state.bias_state[1:] = 0
         state.t = 0
 
 
@@ -202,10 +203,10 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                 getattr(kern, "session", nullcontext)():
             for _ in range(max_iter):
                 if snap is None:
-                    snap = (state.P.copy(), state.bstate.copy())
+                    snap = (state.P.copy(), state.bias_state.copy())
                 else:  # reuse the buffer: never two snapshots alive at once
                     np.copyto(snap[0], state.P)
-                    np.copyto(snap[1], state.bstate)
+                    np.copyto(snap[1], state.bias_state)
                 order = rng.permutation(n).astype(np.int64)
                 lr = epoch_learning_rate(cfg, len(hist["train_loss"]))
                 try:
@@ -215,7 +216,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                     _restore(state, snap)
                     raise
                 ok = ok and np.isfinite(lsum) and bool(np.isfinite(state.P).all()) \
-                    and bool(np.isfinite(state.bstate).all())
+                    and bool(np.isfinite(state.bias_state).all())
                 if not ok:
                     _restore(state, snap)
                     msg = (f"training diverged in epoch {len(hist['train_loss']) + 1} "
@@ -246,7 +247,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                     continue
                 tol = cfg.tol or 0.0
                 if monitor < best[0] - tol:
-                    keep = (state.P.copy(), state.bstate.copy()) if cfg.early_stopping else None
+                    keep = (state.P.copy(), state.bias_state.copy()) if cfg.early_stopping else None
                     best = (monitor, keep, epochs)
                     no_improve = 0
                 else:
@@ -258,5 +259,5 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
             bar.close()
     if cfg.early_stopping and best[1] is not None and best[2] < epochs:
         state.P[...] = best[1][0]
-        state.bstate[...] = best[1][1]
+        state.bias_state[...] = best[1][1]
     return epochs
