@@ -7,6 +7,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _validation as validation
+from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
 from .training import FMState, TrainConfig, numba_threads, predict_raw, train
@@ -184,7 +185,6 @@ class _BaseFM(BaseEstimator):
 
     def save(self, path):
         """Write the fitted model to `path` (.npz + JSON metadata, no pickle)."""
-        from .io import save_model
         save_model(self, path)
 
 

@@ -337,7 +337,7 @@ def run_load_case(draw, folder):
         fh.write(bytes(raw))
     try:
         m = fmnumba.load(path)
-    except ValueError:
+    except fmnumba.ModelFileError:  # every rejected file, and only such files
         return "load-rejected"
     check_finite_model(m)
     return "load-ok"

@@ -1,6 +1,6 @@
-"""Model files (issue 5, items 5 and 6): bit-exact round trip, atomic save,
-clear errors for truncated, corrupted or foreign files, and no code execution
-from a crafted file."""
+"""Model files: bit-exact round trip, atomic save, clear errors (a
+ModelFileError, which is a ValueError) for truncated, corrupted or foreign
+files, and no code execution from a crafted file."""
 import io
 import json
 import os
@@ -56,13 +56,18 @@ def _with_meta(src, dst, **changes):
 
 
 def _bad_load(path, *keywords):
-    with pytest.raises(ValueError) as ei:
+    with pytest.raises(fmnumba.ModelFileError) as ei:
         fmnumba.load(path)
     msg = str(ei.value)
     assert "not a valid fmnumba model file" in msg and str(path) in msg
     for kw in keywords:
         assert kw in msg, msg
     return msg
+
+
+def test_model_file_error_is_a_value_error():
+    assert issubclass(fmnumba.ModelFileError, ValueError)
+    assert fio.ModelFileError is fmnumba.ModelFileError
 
 
 @pytest.mark.parametrize("name", ["reg", "reg64_sgd", "clf_str", "clf_hinge", "groups"])
@@ -208,7 +213,7 @@ def test_corrupted_bytes(models, tmp_path):
         path.write_bytes(bytes(bad))
         try:
             m = fmnumba.load(path)
-        except ValueError as e:
+        except fmnumba.ModelFileError as e:
             assert "not a valid fmnumba model file" in str(e)
         else:  # a flip in an unused zip field: the model must still be intact
             assert np.all(np.isfinite(m._state.P))
