@@ -1,11 +1,12 @@
-"""The training loop: shuffling, epochs, early stopping, divergence guard,
-progress and history. Kernels come from backend.py; nothing here is per-row.
+"""The training loop: shuffling, epochs, early stopping, divergence guard and
+progress. It yields one EpochRecord per epoch; the estimator keeps the
+history. Kernels come from backend.py; nothing here is per-row.
 """
 import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -47,14 +48,16 @@ class FMState:
             self.S = np.zeros_like(self.P)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class TrainConfig:
+    """The settings of one fit call, fixed while it runs (built by the
+    estimator from its validated hyperparameters)."""
     loss_code: int
     solver: str
     learning_rate: float
     batch_size: int
-    l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,), or (1,) shared by all
-    l2_reg_v: np.ndarray
+    l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,), or (1,) shared by all,
+    l2_reg_v: np.ndarray  # in the model's dtype
     lr_decay: float = 0.0  # epoch e of the model's life runs at lr / (1 + lr_decay·e)
     beta1: float = 0.9
     beta2: float = 0.999
@@ -64,8 +67,24 @@ class TrainConfig:
     early_stopping: bool = False
     on_divergence: str = "raise"
     verbose: int = 0
-    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [],
-                                                    "time_s": []})
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one completed epoch produced: its weighted mean training loss,
+    the validation loss (None without a validation set) and the seconds of
+    training since the call started (validation passes before this epoch's
+    included)."""
+    train_loss: float
+    val_loss: float
+    seconds: float
+
+
+def kernel_weights(sw, solver, dtype):
+    """Sample weights (float64, positive sum) as the epoch kernels take them,
+    in the model's dtype: SGD scales them to mean 1, so that learning_rate
+    is the step of an average row; Adam normalises per mini-batch itself."""
+    return (sw / sw.mean()).astype(dtype) if solver == "sgd" else sw.astype(dtype)
 
 
 @contextmanager
@@ -118,8 +137,7 @@ def _weighted_loss(code, yhat, y, sw):
 
 # Adam runs two parallel regions per mini-batch. When the parameter tables are
 # cache-resident and a batch is light, waking the second thread costs more than
-# it saves (a9a, 123 features: 0.25 s on 1 thread vs 0.38 s on 2 for 20
-# epochs), so such epochs run on one thread. Adam's results do not depend on
+# it saves, so such epochs run on one thread. Adam's results do not depend on
 # the thread count, so this changes speed only.
 _SMALL_TABLES = 2 << 20      # bytes of P, M and S together
 _LIGHT_BATCH = 1 << 20       # batch_size × mean nnz per row × (1 + k)
@@ -173,21 +191,20 @@ def _restore(state, snap):
         state.t = 0
 
 
-def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
+def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0):
     """Run up to max_iter epochs on canonical CSR X with targets y (in the
-    loss's encoding, P's dtype) and weights sw; val = (Xv, yv, swv) or None.
+    loss's encoding) and kernel weights sw (see kernel_weights), both in P's
+    dtype; val = (Xv, yv, swv) or None. epochs_done: epochs the model ran
+    before this call (they set the step-size schedule).
 
-    Returns the number of epochs run. Appends to cfg.history. Raises
-    DivergenceError (or warns, with on_divergence="warn") after restoring the
-    last finite parameters.
+    A generator: updates `state` in place and yields one EpochRecord per
+    completed epoch; with early stopping, `state` ends at the best epoch.
+    Raises DivergenceError (or warns and stops, with on_divergence="warn")
+    after restoring the last finite parameters. Close it (contextlib.closing)
+    when not running it to the end, so the thread count is restored.
     """
     n = X.shape[0]
-    dtype = state.P.dtype
-    sw_k = (sw / sw.mean()).astype(dtype) if cfg.solver == "sgd" else sw.astype(dtype)
-    cfg.l2_reg_w = np.asarray(cfg.l2_reg_w, dtype=dtype)
-    cfg.l2_reg_v = np.asarray(cfg.l2_reg_v, dtype=dtype)
     scratch = np.zeros(X.shape[1], dtype=np.int64)
-    hist = cfg.history
     best = (np.inf, None, 0)
     no_improve = 0
     epochs = 0
@@ -195,7 +212,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
     if cfg.verbose:
         from tqdm.auto import tqdm
         bar = tqdm(total=max_iter, desc="fmnumba fit", unit="epoch")
-    t_start = time.perf_counter() - (hist["time_s"][-1] if hist["time_s"] else 0.0)
+    t_start = time.perf_counter()
     try:
         snap = None
         # a device backend keeps its parameter copy resident for the whole fit
@@ -207,10 +224,10 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                 else:  # reuse the buffer: never two snapshots alive at once
                     np.copyto(snap[0], state.P)
                     np.copyto(snap[1], state.bias_state)
-                order = rng.permutation(n).astype(np.int64)
-                lr = epoch_learning_rate(cfg, len(hist["train_loss"]))
+                order = rng.permutation(n).astype(np.int64, copy=False)
+                lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
-                    lsum, wsum, ok = _run_epoch(kern, X, y, sw_k, order, state, cfg,
+                    lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
                                                 n_threads, scratch, lr)
                 except KeyboardInterrupt:
                     _restore(state, snap)
@@ -219,25 +236,24 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                     and bool(np.isfinite(state.bias_state).all())
                 if not ok:
                     _restore(state, snap)
-                    msg = (f"training diverged in epoch {len(hist['train_loss']) + 1} "
+                    msg = (f"training diverged in epoch {epochs_done + epochs + 1} "
                            f"(non-finite loss or parameters) at step size {lr:.6g} "
                            f"(learning_rate={cfg.learning_rate}, lr_decay={cfg.lr_decay}). "
                            "The model keeps the last finite parameters "
                            "(from the end of the previous epoch). Try a smaller learning_rate, "
                            "stronger l2_reg_w/l2_reg_v, scaling X's values, or dtype=np.float64.")
                     if cfg.on_divergence == "warn":
-                        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                        warnings.warn(msg, RuntimeWarning, stacklevel=4)  # the user's fit call
                         break
                     raise DivergenceError(msg)
                 epochs += 1
-                train_loss = lsum / wsum if wsum > 0 else float("nan")
-                hist["train_loss"].append(float(train_loss))
-                hist["time_s"].append(time.perf_counter() - t_start)
+                train_loss = float(lsum / wsum) if wsum > 0 else float("nan")
+                seconds = time.perf_counter() - t_start  # the validation pass not included
                 val_loss = None
                 if val is not None:
                     val_loss = _weighted_loss(cfg.loss_code, predict_raw(kern, val[0], state),
                                               val[1], val[2])
-                    hist["val_loss"].append(val_loss)
+                yield EpochRecord(train_loss, val_loss, seconds)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(train_loss=f"{train_loss:.4f}",
@@ -260,4 +276,3 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
     if cfg.early_stopping and best[1] is not None and best[2] < epochs:
         state.P[...] = best[1][0]
         state.bias_state[...] = best[1][1]
-    return epochs

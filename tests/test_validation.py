@@ -1,4 +1,4 @@
-"""The bad-input contract (issue 5): every public entry point validates
+"""The bad-input contract: every public entry point validates
 before any kernel runs, and bad input gets a ValueError, TypeError or
 NotFittedError whose message names the argument and the problem. Inputs that
 can be repaired (unsorted or duplicate indices, int64 indices, any two labels,
@@ -542,11 +542,12 @@ def test_real_sigint_during_fit_keeps_a_usable_model(tmp_path):
 def test_canonical_csr_is_not_copied():
     X, _ = _data(2000, 50, dtype=np.float32)
     X.sort_indices()
-    Xc = validation.check_X(reg(), X, reset=True)
+    Xc = validation.check_X(reg(), X, reset=True, dtype=np.dtype(np.float32))
     for name in ("data", "indices", "indptr"):
         assert np.shares_memory(getattr(Xc, name), getattr(X, name)), name
     Xd = X.astype(np.float64)  # the model's dtype differs: converted once
-    assert not np.shares_memory(validation.check_X(reg(), Xd, reset=True).data, Xd.data)
+    Xdc = validation.check_X(reg(), Xd, reset=True, dtype=np.dtype(np.float32))
+    assert not np.shares_memory(Xdc.data, Xd.data)
 
 
 def test_predict_and_fit_allocate_no_dense_blocks():
@@ -659,7 +660,7 @@ def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
             and np.all(data != 0)
         assert validation._is_canonical(indptr, indices, data) == expected
         X = raw_csr(data, indices, indptr, (n, p))
-        Xc = validation.check_X(reg(), X, reset=True)
+        Xc = validation.check_X(reg(), X, reset=True, dtype=np.dtype(np.float32))
         assert np.shares_memory(Xc.indices, X.indices) == bool(expected and nnz)
         D = np.zeros((n, p))
         for r in range(n):
@@ -669,4 +670,5 @@ def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
         if nnz:
             bad[rng.integers(0, nnz)] = np.nan
             with pytest.raises(ValueError, match="NaN"):
-                validation.check_X(reg(), raw_csr(bad, indices, indptr, (n, p)), reset=True)
+                validation.check_X(reg(), raw_csr(bad, indices, indptr, (n, p)), reset=True,
+                                   dtype=np.dtype(np.float32))
