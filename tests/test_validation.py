@@ -4,7 +4,7 @@ NotFittedError whose message names the argument and the problem. Inputs that
 can be repaired (unsorted or duplicate indices, int64 indices, any two labels,
 empty rows) must work.
 
-One test (or one parametrised case) per item; fuzzing lives in test_fuzz.py.
+One test (or one parametrised case) per kind of bad input; fuzzing lives in test_fuzz.py.
 """
 import os
 import signal
@@ -70,7 +70,7 @@ FITTED = reg().fit(X0, Y0)
 FITTED_C = clf().fit(X0, YC)
 
 
-# --- 1/2: non-finite values ----------------------------------------------
+# --- non-finite values ----------------------------------------------
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("kind", ["dense", "csr", "coo", "csc"])
@@ -404,7 +404,7 @@ def test_predict_proba_only_for_logistic():
         m.predict_proba(X0)
 
 
-# --- 3: empty rows -------------------------------------------------------------
+# --- empty rows -------------------------------------------------------------
 
 def test_empty_rows_predict_w0():
     m = reg().fit(X0, Y0)
@@ -422,7 +422,7 @@ def test_all_empty_matrix_fits():
     assert c.predict(sp.csr_matrix((2, 3))).tolist() == [1, 1]
 
 
-# --- 4: divergence guard ------------------------------------------------------
+# --- divergence guard ------------------------------------------------------
 
 @pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_divergence_raises_and_restores_last_finite_parameters(solver):
@@ -456,7 +456,7 @@ def test_divergence_is_an_arithmetic_error():
     assert issubclass(DivergenceError, FloatingPointError)
 
 
-# --- 5: interrupted fit ----------------------------------------------------------
+# --- interrupted fit ----------------------------------------------------------
 
 class _InterruptingKernels:
     """The CPU kernels, with a KeyboardInterrupt arriving as epoch `at` returns
@@ -537,7 +537,7 @@ def test_real_sigint_during_fit_keeps_a_usable_model(tmp_path):
     assert r["finite"] and r["n_iter"] == r["hist"] >= 1
 
 
-# --- 7: memory --------------------------------------------------------------------
+# --- memory --------------------------------------------------------------------
 
 def test_canonical_csr_is_not_copied():
     X, _ = _data(2000, 50, dtype=np.float32)
@@ -573,7 +573,7 @@ def test_predict_and_fit_allocate_no_dense_blocks():
         tracemalloc.stop()
 
 
-# --- 8: concurrency ------------------------------------------------------------------
+# --- concurrency ------------------------------------------------------------------
 
 def test_concurrent_predict_matches_serial():
     X, y = _data(5_000, 100, seed=2, dtype=np.float32)
