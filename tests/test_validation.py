@@ -107,6 +107,27 @@ def test_all_zero_sample_weight_rejected():
     expect(ValueError, "sample_weight", "zero", fn=lambda: reg().fit(X0, Y0, sample_weight=np.zeros(40)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_weight_rows_are_those_that_round_to_zero(dtype):
+    """drop_zero_weight_rows keeps exactly the rows whose weight is > 0 in
+    the model's dtype, and the kept rows keep X's index dtypes."""
+    rng = np.random.default_rng(0)
+    n = 400
+    sw = np.exp(rng.uniform(-800, 0, n))
+    sw[:5] = [0.0, 5e-324, 2.0 ** -150, np.nextafter(2.0 ** -150, 1), 2.0 ** -149]
+    X = sp.random(n, 9, density=0.4, format="csr", random_state=1, dtype=dtype)
+    X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    y = rng.normal(size=n)
+    Xk, yk, swk = validation.drop_zero_weight_rows(X, y, sw, np.dtype(dtype))
+    keep = sw.astype(dtype) > 0
+    assert 0 < keep.sum() < n
+    np.testing.assert_array_equal(swk, sw[keep])
+    np.testing.assert_array_equal(yk, y[keep])
+    np.testing.assert_array_equal(Xk.toarray(), X.toarray()[keep])
+    assert Xk.indices.dtype == Xk.indptr.dtype == np.int64
+    assert Xk.has_canonical_format
+
+
 def test_some_zero_weights_work_and_extreme_scales_are_exact():
     sw = np.r_[np.zeros(20), np.ones(20)]
     a = reg().fit(X0, Y0, sample_weight=sw).predict(X0)
