@@ -15,6 +15,8 @@ import zipfile
 
 import numpy as np
 
+from ._version import __version__
+
 FORMAT = "fmnumba-model"
 FORMAT_VERSION = 1
 CLASS_KINDS = {"b", "i", "u", "f", "U"}   # dtype kinds of classes_ a file may hold
@@ -58,7 +60,6 @@ def save_model(est, path):
     """Atomically write fitted `est` to `path` (temporary file, then rename)."""
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
     check_is_fitted(est, "_state")
     st = est._state
     meta = {

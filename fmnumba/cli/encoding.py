@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..io import load
 from ..readers import RatingEncoder, read_data, resolve_format
 from .errors import CLIError

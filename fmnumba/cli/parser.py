@@ -3,7 +3,7 @@ equivalents shown by ``fmnumba fit --help``."""
 import argparse
 import math
 
-from .. import __version__
+from .._version import __version__
 from ..estimators import FMClassifier, FMRegressor
 from ..readers import FORMAT_ALIASES
 from . import commands
