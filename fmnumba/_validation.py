@@ -433,15 +433,11 @@ def check_model_size(n_features, n_factors, dtype, solver, name="X"):
 
 def take_rows(X, keep):
     """The rows of canonical CSR X where the boolean mask `keep` is True, as
-    canonical CSR with X's index dtypes (set once, by check_X)."""
-    lengths = np.diff(X.indptr)
-    entries = np.repeat(keep, lengths)
-    indptr = np.zeros(int(np.count_nonzero(keep)) + 1, dtype=X.indptr.dtype)
-    np.cumsum(lengths[keep], out=indptr[1:])
-    out = sp.csr_matrix((indptr.shape[0] - 1, X.shape[1]), dtype=X.dtype)
-    out.data, out.indices, out.indptr = X.data[entries], X.indices[entries], indptr
-    out.has_sorted_indices = True
-    out.has_canonical_format = True
+    canonical CSR with X's index dtypes (chosen once, by check_X; SciPy's row
+    indexing may pick others)."""
+    out = X[np.flatnonzero(keep)]
+    out.indices = out.indices.astype(X.indices.dtype, copy=False)
+    out.indptr = out.indptr.astype(X.indptr.dtype, copy=False)
     return out
 
 
