@@ -278,6 +278,16 @@ def check_y_numeric(y, n_rows, name="y", dtype=None):
         _fail(name, f"expected a 1-D target, got shape {y.shape}", "Pass one target per row.")
     if y.shape[0] != n_rows:
         _fail(name, f"has {y.shape[0]} entries but X has {n_rows} rows", "Pass one target per row of X.")
+    if y.dtype.kind == "c":
+        _fail(name, f"complex targets (dtype {y.dtype}) are not supported",
+              "Pass real numbers, e.g. y.real if the imaginary parts are zero.")
+    if y.dtype.kind in "USVMm":
+        raise ValueError(f"{name}: regression targets must be numeric, got dtype {y.dtype}. "
+                         "Convert them to numbers first.")
+    if y.dtype.kind == "O" and any(isinstance(v, (complex, np.complexfloating, str, bytes))
+                                   for v in y.tolist()):
+        raise ValueError(f"{name}: regression targets must be real numbers; the object array "
+                         "holds complex numbers or strings. Convert them to floats first.")
     try:
         y = y.astype(np.float64)
     except (TypeError, ValueError):
@@ -294,7 +304,32 @@ def check_y_numeric(y, n_rows, name="y", dtype=None):
                         f"{np.dtype(dtype).name} (limit {limit:.3g})",
                   "Standardise y (subtract its mean, divide by its standard deviation) "
                   "or use dtype=np.float64.")
+        _warn_if_unresolved(y, dtype, name)
     return y
+
+
+class TargetPrecisionWarning(UserWarning):
+    """The targets vary by less than the model's dtype resolves at their magnitude."""
+
+
+def _warn_if_unresolved(y, dtype, name):
+    """Warn when the spacing of `dtype` at max |y| exceeds 1% of y's standard
+    deviation: the model computes ŷ − y in that dtype, so it cannot fit the
+    differences between the targets (e.g. 1e15 + N(0, 1) in float32)."""
+    import warnings
+
+    spread = float(np.std(y))
+    if spread == 0.0:
+        return
+    big = float(np.abs(y).max())
+    resolution = float(np.spacing(np.dtype(dtype).type(big)))
+    if resolution > 0.01 * spread:
+        warnings.warn(
+            f"{name}: targets of magnitude {big:.3g} vary with a standard deviation of only "
+            f"{spread:.3g}, below what {np.dtype(dtype).name} resolves there (steps of "
+            f"{resolution:.3g}): the fit cannot represent their differences. Centre y "
+            "(subtract its mean and add it back to the predictions), or use dtype=np.float64 "
+            "if that is not enough.", TargetPrecisionWarning, stacklevel=6)
 
 
 def check_sample_weight(sample_weight, n_rows):
@@ -416,19 +451,80 @@ def _physical_memory():
         return None
 
 
-def check_model_size(n_features, n_factors, dtype, solver, name="X"):
-    """Refuse, before allocating, a parameter table that cannot fit in memory:
-    P = [w | V] (n_features × (1 + n_factors)), Adam's M and S and one
-    snapshot for the divergence guard."""
-    copies = 4 if solver in ADAM_SOLVERS else 2
-    need = n_features * (1 + n_factors) * np.dtype(dtype).itemsize * copies
+def max_batch_nnz(X, batch_size):
+    """Upper bound on the entries of one mini-batch of canonical CSR X: the
+    sum of its batch_size longest rows."""
+    lengths = np.diff(X.indptr)
+    m = min(int(batch_size), lengths.shape[0])
+    if m == 0:
+        return 0
+    if m == lengths.shape[0]:
+        return int(X.nnz)
+    return int(np.partition(lengths, lengths.shape[0] - m)[-m:].sum())
+
+
+def fit_memory(n_features, n_factors, dtype, solver, *, n_rows=0, batch_nnz=0,
+               batch_size=256, split_nnz=0, existing=0, n_threads=None):
+    """Bytes a fit allocates beyond its input, by purpose (a dict):
+
+    tables: P = [w | V] (n_features × (1 + n_factors)) and, for Adam, M and S,
+    less the `existing` ones (0 for a fresh fit, 1 or 3 when resuming);
+    copy: one copy of P for the divergence guard (with early stopping, the
+    best epoch's); features: Adam's int64 count per feature and the one-byte
+    mask of the features present; init: the float64 block the factors are
+    drawn in; rows: per-row vectors (order, targets and weights in the
+    model's dtype, loss terms) and, with split_nnz entries split off for
+    early stopping, the split's copy of the CSR; batch: the Adam kernel's
+    per-batch buffers (ŷ, q of batch × n_factors, the two transposes of up
+    to batch_nnz entries); threads: per-thread vectors of n_factors.
+    """
+    from numba import config
+
+    item = np.dtype(dtype).itemsize
+    row = (1 + n_factors) * item
+    adam = solver in ADAM_SOLVERS
+    threads = n_threads or config.NUMBA_NUM_THREADS
+    nb = min(int(batch_size), int(n_rows)) if adam else 0
+    step = max(1, (1 << 20) // max(n_factors, 1))
+    return {
+        "tables": n_features * row * max(0, (3 if adam else 1) - existing),
+        "copy": n_features * row,
+        "features": n_features * (9 if adam else 1),
+        "init": 0 if existing else min(step, n_features) * n_factors * 8,
+        "rows": n_rows * (40 + 2 * item) + split_nnz * (item + 8) + (n_rows * 8 if split_nnz else 0),
+        "batch": nb * (n_factors * item + 3 * item + 8) + 2 * batch_nnz * (20 + item),
+        "threads": threads * 2 * n_factors * item,
+    }
+
+
+def check_model_size(n_features, n_factors, dtype, solver, name="X", *, n_rows=0,
+                     batch_nnz=0, batch_size=256, split_nnz=0, existing=0, held=0):
+    """Refuse, before allocating, a fit whose memory (fit_memory, plus `held`
+    bytes of a previous model kept until the fit returns) exceeds this
+    machine's physical memory, with a message naming the largest part."""
+    parts = fit_memory(n_features, n_factors, dtype, solver, n_rows=n_rows,
+                       batch_nnz=batch_nnz, batch_size=batch_size, split_nnz=split_nnz,
+                       existing=existing)
+    need = sum(parts.values()) + held
     have = _physical_memory()
     if have and need > have:
+        top = max(parts, key=parts.get)
+        why = {"tables": f"the parameter table and its {solver} state",
+               "copy": "the copy of the parameters kept by the divergence guard",
+               "features": "the per-feature scratch",
+               "init": "the block the initial factors are drawn in",
+               "rows": "the per-row vectors",
+               "batch": f"the per-batch buffers (batch_size={batch_size} × n_factors)",
+               "threads": "the per-thread vectors of n_factors"}[top]
         raise MemoryError(
-            f"{name} has {n_features:,} features: with n_factors={n_factors} the model and "
-            f"its {solver} state need {need / 2**30:.1f} GiB but this machine has "
-            f"{have / 2**30:.1f} GiB. Reduce n_factors, hash or prune rare features, or "
-            "use solver='sgd' (no optimiser state).")
+            f"{name} has {n_features:,} features: with n_factors={n_factors} this fit "
+            f"needs {need / 2**30:.1f} GiB (most of it, {parts[top] / 2**30:.1f} GiB, for "
+            f"{why}"
+            + (f"; {held / 2**30:.1f} GiB hold the previous model until the fit returns"
+               if held else "")
+            + f") but this machine has {have / 2**30:.1f} GiB. Reduce n_factors"
+            + (" or batch_size" if top == "batch" else "")
+            + ", hash or prune rare features, or use solver='sgd' (no optimiser state).")
 
 
 def take_rows(X, keep):

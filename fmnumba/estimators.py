@@ -12,7 +12,8 @@ from . import _validation as validation
 from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
-from .training import FMState, TrainConfig, kernel_weights, numba_threads, predict_raw, train
+from .training import (FMState, TrainConfig, check_init_std, check_saveable, kernel_weights,
+                       numba_threads, predict_raw, train)
 
 
 class _BaseFM(BaseEstimator):
@@ -101,13 +102,16 @@ class _BaseFM(BaseEstimator):
 
     def _fit(self, X, y, sample_weight, eval_set, max_iter, partial, classes=None):
         """Validate, (re)initialise unless resuming, and run max_iter epochs
-        (None: self.max_iter)."""
-        saved = {a: self.__dict__[a] for a in _FIT_ATTRS if a in self.__dict__}
-        try:  # a call rejected by validation leaves a fitted model as it was
+        (None: self.max_iter). A fresh fit builds its state aside and swaps
+        it in when it returns; see _FitTransaction for what an exception
+        leaves."""
+        with _FitTransaction(self) as tx:
             validation.check_params(self, self._valid_losses)
             dtype = validation.resolve_dtype(self.dtype)
+            check_init_std(float(self.init_std), dtype)
             max_iter = int(self.max_iter) if max_iter is None else max_iter
             resume = hasattr(self, "_state") and (partial or self.warm_start)
+            tx.resume = resume
             Xc = validation.check_X(self, X, reset=not resume, dtype=dtype)
             y_enc = self._encode_y(y, Xc.shape[0], fitting=not resume, dtype=dtype,
                                    classes=classes)
@@ -119,47 +123,45 @@ class _BaseFM(BaseEstimator):
                                  "fitted model; set warm_start=False to start over.")
             if not hasattr(self, "_rng") or not resume:
                 self._rng = check_random_state(self.random_state)
+            tx.keep_rng(self._rng)
             rng = np.random.default_rng(self._rng.randint(0, 2**31 - 1))
-            val = None
+            val, split_nnz = None, 0
             if eval_set is not None:
                 val = self._check_eval_set(eval_set, dtype)
             elif self.early_stopping and not partial:
+                split_nnz = Xc.nnz
                 Xc, y_enc, sw, val = _split_validation(Xc, y_enc, sw, self.validation_fraction,
                                                        rng)
             kern = get_kernels(self.device, Xc.nnz)
-            if not resume:
-                validation.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
+            validation.check_model_size(
+                Xc.shape[1], int(self.n_factors), dtype, self.solver, n_rows=Xc.shape[0],
+                batch_nnz=validation.max_batch_nnz(Xc, self.batch_size),
+                batch_size=int(self.batch_size), split_nnz=split_nnz,
+                existing=0 if not resume else (1 if self._state.M is None else 3),
+                held=0 if resume else _held_bytes(self))
             cfg = self._config(Xc.shape[1], dtype)
-        except BaseException:
-            for a in _FIT_ATTRS:
-                self.__dict__.pop(a, None)
-            self.__dict__.update(saved)
-            raise
-        if not resume:
-            self._state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
-                                       float(self.init_std), self._init_w0(y_enc, sw), rng)
-            self.history_ = {"train_loss": [], "val_loss": [], "time_s": []}
-        self._train(kern, Xc, y_enc.astype(dtype), kernel_weights(sw, cfg.solver, dtype), cfg,
-                    max_iter, rng, val)
+            if resume:
+                state, history = self._state, self.history_
+            else:
+                state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
+                                     float(self.init_std), self._init_w0(y_enc, sw), rng)
+                history = {"train_loss": [], "val_loss": [], "time_s": []}
+            tx.started(state, history)
+            self._train(kern, Xc, y_enc.astype(dtype), kernel_weights(sw, cfg.solver, dtype),
+                        cfg, max_iter, rng, val, state, history)
         return self
 
-    def _train(self, kern, X, y, sw, cfg, max_iter, rng, val):
-        """Run the training loop on self._state, appending each epoch to
-        history_ as it completes (so an interrupted or diverged fit keeps
-        the epochs before it); n_iter_ is the number of epochs recorded."""
-        hist = self.history_
+    def _train(self, kern, X, y, sw, cfg, max_iter, rng, val, state, history):
+        """Run the training loop on `state`, appending each epoch to
+        `history` as it completes (every list of an epoch or none of them,
+        so an interrupted or diverged fit keeps the epochs before it)."""
+        hist = history
         seconds_before = hist["time_s"][-1] if hist["time_s"] else 0.0
-        try:
-            with closing(train(kern, X, y, sw, self._state, cfg, max_iter, rng,
-                               n_jobs=self.n_jobs, val=val,
-                               epochs_done=len(hist["train_loss"]))) as epochs:
-                for epoch in epochs:
-                    hist["train_loss"].append(epoch.train_loss)
-                    if epoch.val_loss is not None:
-                        hist["val_loss"].append(epoch.val_loss)
-                    hist["time_s"].append(seconds_before + epoch.seconds)
-        finally:
-            self.n_iter_ = len(hist["train_loss"])
+        with closing(train(kern, X, y, sw, state, cfg, max_iter, rng,
+                           n_jobs=self.n_jobs, val=val,
+                           epochs_done=len(hist["train_loss"]))) as epochs:
+            for epoch in epochs:
+                _append_epoch(hist, epoch, seconds_before)
 
     def _check_eval_set(self, eval_set, dtype):
         """(X_val, y_val, sample_weight_val) checked like the training data."""
@@ -206,11 +208,78 @@ class _BaseFM(BaseEstimator):
 
     def save(self, path):
         """Write the fitted model to `path` (.npz + JSON metadata, no pickle)."""
+        check_is_fitted(self, "_state")
+        check_saveable(self._state, self.history_, self.n_iter_)
         save_model(self, path)
 
 
-# set by validation in _fit; restored when a call is rejected
-_FIT_ATTRS = ("n_features_in_", "feature_names_in_", "classes_", "_rng")
+def _append_epoch(hist, epoch, seconds_before):
+    """Append one EpochRecord to history: all of its lists or none."""
+    lens = {key: len(v) for key, v in hist.items()}
+    try:
+        hist["train_loss"].append(epoch.train_loss)
+        if epoch.val_loss is not None:
+            hist["val_loss"].append(epoch.val_loss)
+        hist["time_s"].append(seconds_before + epoch.seconds)
+    except BaseException:
+        for key, n in lens.items():
+            del hist[key][n:]
+        raise
+
+
+def _held_bytes(est):
+    """Bytes of the fitted state a fresh fit keeps alive until it returns."""
+    st = est.__dict__.get("_state")
+    if st is None:
+        return 0
+    return sum(a.nbytes for a in (st.P, st.M, st.S) if a is not None)
+
+
+class _FitTransaction:
+    """What a fit call leaves when it raises (Ctrl-C, MemoryError, a
+    rejected argument, DivergenceError, anything):
+
+    - before any epoch of the call completed, or in a fresh fit of an
+      already fitted model: the estimator exactly as it was (every fitted
+      attribute, the training state, history_, n_iter_ and the state of
+      the random generator it draws from);
+    - warm_start / partial_fit after some epochs: those epochs (the state
+      as the training loop left it, consistent with history_ and n_iter_);
+    - a first fit after some epochs: the model of its last completed epoch.
+
+    A fit that returns swaps its new state, history_ and n_iter_ in.
+    """
+
+    def __init__(self, est):
+        self.est = est
+        self.saved = dict(est.__dict__)
+        self.resume = False
+        self.rngs = []
+        self.state = self.history = None
+
+    def keep_rng(self, rs):
+        self.rngs.append((rs, rs.get_state()))
+
+    def started(self, state, history):
+        self.state, self.history = state, history
+        self.epochs_before = len(history["train_loss"])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        est = self.est
+        progressed = self.history is not None and \
+            len(self.history["train_loss"]) > self.epochs_before
+        if kind is None or (progressed and (self.resume or "_state" not in self.saved)):
+            est._state, est.history_ = self.state, self.history
+            est.n_iter_ = len(self.history["train_loss"])
+            return False
+        est.__dict__.clear()
+        est.__dict__.update(self.saved)
+        for rs, st in self.rngs:
+            rs.set_state(st)
+        return False
 
 
 def _split_validation(X, y, sw, fraction, rng):

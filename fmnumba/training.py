@@ -2,6 +2,7 @@
 progress. It yields one EpochRecord per epoch; the estimator keeps the
 history. Kernels come from backend.py; nothing here is per-row.
 """
+import signal
 import threading
 import time
 import warnings
@@ -16,9 +17,35 @@ from .losses import loss_numpy
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss or parameter; the model holds the
-    last finite parameters (those at the start of the failing epoch) and, for
-    Adam, freshly reset moments (M = S = 0, step count 0)."""
+    """Training ran away: a non-finite loss or parameter, a loss grown by
+    RUNAWAY_FACTOR over its starting scale, or a parameter so large that its
+    products overflow the dtype. The training state holds the parameters of
+    the start of the failing epoch and, for Adam, freshly reset moments
+    (M = S = 0, step count 0)."""
+
+
+RUNAWAY_FACTOR = 1e6  # a loss this many times its starting scale has run away
+
+
+def param_limit(dtype):
+    """Largest |parameter| the guard accepts in `dtype`: beyond it, the
+    products in ŷ and the squared loss can overflow (sqrt(max) / 16)."""
+    return float(np.sqrt(np.finfo(dtype).max)) / 16
+
+
+def init_std_limit(dtype):
+    """Largest init_std for `dtype`: the squared loss of the initial
+    interaction terms (~ init_std⁴) stays finite (max^(1/4) / 100)."""
+    return float(np.finfo(dtype).max) ** 0.25 / 100
+
+
+def check_init_std(init_std, dtype):
+    """Refuse an init_std whose initial factors would overflow `dtype`."""
+    lim = init_std_limit(dtype)
+    if init_std > lim:
+        raise ValueError(f"init_std={init_std!r} is too large for dtype={np.dtype(dtype).name}: "
+                         f"the initial factors' products would overflow. Use at most {lim:.3g} "
+                         "(typical values are 0.001 to 0.1).")
 
 
 @dataclass
@@ -40,6 +67,11 @@ class FMState:
         for a in range(0, n_features, step):
             b = min(n_features, a + step)
             P[a:b, 1:] = rng.normal(0.0, init_std, size=(b - a, k))
+        big = abs_max(P)
+        if not big <= param_limit(dtype):
+            raise ValueError(f"init_std={init_std!r}: the initial factors reach {big:.3g}, "
+                             f"beyond what dtype={np.dtype(dtype).name} can train with; "
+                             "use a smaller init_std.")
         return cls(P=P, bias_state=np.array([w0, 0.0, 0.0]))
 
     def ensure_adam(self):
@@ -78,6 +110,20 @@ class EpochRecord:
     train_loss: float
     val_loss: float
     seconds: float
+
+
+def abs_max(A, rows=1 << 16):
+    """max |A| over a 2-D array, in row blocks (bounded temporaries); NaN if
+    any entry is NaN, 0.0 for an empty array."""
+    m = 0.0
+    for a in range(0, A.shape[0], rows):
+        blk = A[a:a + rows]
+        if blk.size:
+            v = float(np.max(np.abs(blk)))
+            if v != v:
+                return v
+            m = max(m, v)
+    return m
 
 
 def kernel_weights(sw, solver, dtype):
@@ -178,17 +224,111 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
 
+class _RowCopy:
+    """A copy of the rows of P that an epoch can change (`rows`, an index
+    array, or None for all rows) and of bias_state, refreshed in place."""
+
+    def __init__(self, state, rows):
+        n = state.P.shape[0] if rows is None else rows.shape[0]
+        self.rows = rows
+        self.P = np.empty((n, state.P.shape[1]), dtype=state.P.dtype)
+        self.bias = np.empty_like(state.bias_state)
+        self.take(state)
+
+    def take(self, state):
+        if self.rows is None:
+            np.copyto(self.P, state.P)
+        else:  # mode="clip": no hidden buffer (the indices are valid)
+            np.take(state.P, self.rows, axis=0, out=self.P, mode="clip")
+        np.copyto(self.bias, state.bias_state)
+
+    def put(self, state):
+        """Write the copy back: P's rows and w0 (and its moments)."""
+        if self.rows is None:
+            np.copyto(state.P, self.P)
+        else:
+            state.P[self.rows] = self.P
+        np.copyto(state.bias_state, self.bias)
+
+
+def changing_rows(X, n_features, row_bytes):
+    """Indices (int32 where they fit) of the parameter rows an epoch on
+    canonical CSR X can change, i.e. the features with an entry in X; None
+    when copying every row costs no more than copying those with an index."""
+    seen = np.zeros(n_features, dtype=bool)
+    seen[X.indices[:X.nnz]] = True
+    n = int(np.count_nonzero(seen))
+    it = np.int32 if n_features <= np.iinfo(np.int32).max else np.int64
+    if n * (row_bytes + np.dtype(it).itemsize) >= 0.9 * n_features * row_bytes:
+        return None
+    return np.flatnonzero(seen).astype(it)
+
+
 def _restore(state, snap):
-    """Put back the parameters of the epoch start. The Adam moments moved on
-    during the failed epoch and were not saved (that would double the memory),
-    so Adam restarts: M, S, the w0 moments and the step count are reset."""
-    state.P[...] = snap[0]
-    state.bias_state[...] = snap[1]
+    """Put back the parameters of `snap`. The Adam moments moved on since
+    and were not saved (that would triple the memory), so Adam restarts:
+    M, S, the w0 moments and the step count are reset."""
+    snap.put(state)
     if state.M is not None:
         state.M[...] = 0
         state.S[...] = 0
         state.bias_state[1:] = 0
         state.t = 0
+
+
+def loss_scale(cfg, y, sw, w0):
+    """Starting scale of the loss, the reference of the runaway test: the
+    larger weighted loss of the constant predictions 0 and w0 (O(n_rows))."""
+    zero = _weighted_loss(cfg.loss_code, np.zeros_like(y), y, sw)
+    bias = _weighted_loss(cfg.loss_code, np.full_like(y, w0), y, sw)
+    return max(zero, bias, 1e-12)
+
+
+def divergence_reason(lsum, wsum, ok, state, scale):
+    """Why the epoch just run counts as diverged, or None: a non-finite loss
+    or parameter (P, w0 or Adam state), a loss above RUNAWAY_FACTOR × scale,
+    or a parameter beyond param_limit (its products overflow the dtype)."""
+    if not (ok and np.isfinite(lsum)):
+        return "non-finite loss"
+    big = max(abs_max(state.P), abs(float(state.bias_state[0])))
+    if not (np.isfinite(big) and np.isfinite(state.bias_state).all()):
+        return "non-finite parameters"
+    if state.M is not None and not (np.isfinite(abs_max(state.M))
+                                    and np.isfinite(abs_max(state.S))):
+        return "non-finite Adam moments"
+    loss = lsum / wsum if wsum > 0 else 0.0
+    if loss > RUNAWAY_FACTOR * scale:
+        return (f"the training loss reached {loss:.3g}, over {RUNAWAY_FACTOR:.0e} times its "
+                f"starting scale {scale:.3g}")
+    lim = param_limit(state.P.dtype)
+    if big > lim:
+        return (f"a parameter reached {big:.3g}; beyond {lim:.3g} its products overflow "
+                f"{state.P.dtype}")
+    return None
+
+
+@contextmanager
+def interrupts_deferred():
+    """Hold a first Ctrl-C (SIGINT) until the caller asks; a second one
+    raises KeyboardInterrupt at once. Yields pending(), true once a Ctrl-C
+    is held. Outside the main thread, or when SIGINT has a handler other
+    than Python's default, nothing is held (pending() is always false)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: False
+        return
+    held = []
+
+    def hold(signum, frame):
+        if held:
+            raise KeyboardInterrupt
+        held.append(signum)
+
+    old = signal.signal(signal.SIGINT, hold)
+    try:
+        yield lambda: bool(held)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0):
@@ -199,13 +339,20 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
 
     A generator: updates `state` in place and yields one EpochRecord per
     completed epoch; with early stopping, `state` ends at the best epoch.
-    Raises DivergenceError (or warns and stops, with on_divergence="warn")
-    after restoring the last finite parameters. Close it (contextlib.closing)
-    when not running it to the end, so the thread count is restored.
+    On divergence (see divergence_reason) it puts back the parameters of the
+    start of the failing epoch (with early stopping: of the best epoch so
+    far, the one such a fit returns) and raises DivergenceError, or warns
+    and stops with on_divergence="warn". A Ctrl-C is held until the epoch in
+    flight has been yielded and the consumer asks for the next one, then
+    raised as KeyboardInterrupt. Close it (contextlib.closing) when not
+    running it to the end, so the thread count and the SIGINT handler are
+    restored.
     """
     n = X.shape[0]
-    scratch = np.zeros(X.shape[1], dtype=np.int64)
-    best = (np.inf, None, 0)
+    scratch = np.zeros(X.shape[1], dtype=np.int64) if cfg.solver in ADAM_SOLVERS else None
+    scale = loss_scale(cfg, y, sw, state.bias_state[0])
+    rows = changing_rows(X, state.P.shape[0], state.P.shape[1] * state.P.itemsize)
+    best = (np.inf, 0)
     no_improve = 0
     epochs = 0
     bar = None
@@ -214,16 +361,19 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
         bar = tqdm(total=max_iter, desc="fmnumba fit", unit="epoch")
     t_start = time.perf_counter()
     try:
+        # one copy of the changing rows: the epoch start, or with early
+        # stopping the best epoch (restored on divergence as at the end)
         snap = None
         # a device backend keeps its parameter copy resident for the whole fit
         with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, \
-                getattr(kern, "session", nullcontext)():
+                getattr(kern, "session", nullcontext)(), interrupts_deferred() as pending:
             for _ in range(max_iter):
+                if pending():
+                    raise KeyboardInterrupt
                 if snap is None:
-                    snap = (state.P.copy(), state.bias_state.copy())
-                else:  # reuse the buffer: never two snapshots alive at once
-                    np.copyto(snap[0], state.P)
-                    np.copyto(snap[1], state.bias_state)
+                    snap = _RowCopy(state, rows)
+                elif not cfg.early_stopping:
+                    snap.take(state)
                 order = rng.permutation(n).astype(np.int64, copy=False)
                 lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
@@ -232,16 +382,18 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 except KeyboardInterrupt:
                     _restore(state, snap)
                     raise
-                ok = ok and np.isfinite(lsum) and bool(np.isfinite(state.P).all()) \
-                    and bool(np.isfinite(state.bias_state).all())
-                if not ok:
+                del order
+                why = divergence_reason(lsum, wsum, ok, state, scale)
+                if why is not None:
                     _restore(state, snap)
+                    kept = ("from the best epoch so far" if cfg.early_stopping and best[1]
+                            else "from the start of this epoch")
                     msg = (f"training diverged in epoch {epochs_done + epochs + 1} "
-                           f"(non-finite loss or parameters) at step size {lr:.6g} "
+                           f"({why}) at step size {lr:.6g} "
                            f"(learning_rate={cfg.learning_rate}, lr_decay={cfg.lr_decay}). "
-                           "The model keeps the last finite parameters "
-                           "(from the end of the previous epoch). Try a smaller learning_rate, "
-                           "stronger l2_reg_w/l2_reg_v, scaling X's values, or dtype=np.float64.")
+                           f"The model keeps the last good parameters ({kept}). "
+                           "Try a smaller learning_rate, stronger l2_reg_w/l2_reg_v, "
+                           "scaling X's values, or dtype=np.float64.")
                     if cfg.on_divergence == "warn":
                         warnings.warn(msg, RuntimeWarning, stacklevel=4)  # the user's fit call
                         break
@@ -263,16 +415,39 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                     continue
                 tol = cfg.tol or 0.0
                 if monitor < best[0] - tol:
-                    keep = (state.P.copy(), state.bias_state.copy()) if cfg.early_stopping else None
-                    best = (monitor, keep, epochs)
+                    if cfg.early_stopping:
+                        snap.take(state)
+                    best = (monitor, epochs)
                     no_improve = 0
                 else:
                     no_improve += 1
                     if no_improve >= cfg.n_iter_no_change:
                         break
+            if cfg.early_stopping and snap is not None and best[1] < epochs:
+                snap.put(state)
+            if pending():
+                raise KeyboardInterrupt
     finally:
         if bar is not None:
             bar.close()
-    if cfg.early_stopping and best[1] is not None and best[2] < epochs:
-        state.P[...] = best[1][0]
-        state.bias_state[...] = best[1][1]
+
+
+def check_saveable(state, history, n_iter):
+    """Refuse to write a training state that loading would reject: non-finite
+    parameters or Adam moments, a malformed table, or history_ and n_iter_
+    that disagree."""
+    P = state.P
+    fix = "Refit the model (or load the last saved file) before saving."
+    if P.ndim != 2 or P.shape[1] < 2 or state.bias_state.shape != (3,) or any(
+            a is not None and a.shape != P.shape for a in (state.M, state.S)):
+        raise ValueError(f"save: the model's parameter tables are malformed. {fix}")
+    for name, a in (("parameters", P), ("Adam first moments", state.M),
+                    ("Adam second moments", state.S)):
+        if a is not None and not np.isfinite(abs_max(a)):
+            raise ValueError(f"save: the model's {name} hold NaN or inf. {fix}")
+    if not np.isfinite(state.bias_state).all():
+        raise ValueError(f"save: the model's intercept state holds NaN or inf. {fix}")
+    n = len(history.get("train_loss", ()))
+    if n_iter != n or len(history.get("time_s", ())) != n or len(history.get("val_loss", ())) > n:
+        raise ValueError(f"save: history_ and n_iter_ disagree (n_iter_={n_iter}, "
+                         f"{n} training losses). {fix}")
