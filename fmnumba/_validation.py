@@ -313,9 +313,10 @@ class TargetPrecisionWarning(UserWarning):
 
 
 def _warn_if_unresolved(y, dtype, name):
-    """Warn when the spacing of `dtype` at max |y| exceeds 1% of y's standard
-    deviation: the model computes ŷ − y in that dtype, so it cannot fit the
-    differences between the targets (e.g. 1e15 + N(0, 1) in float32)."""
+    """Warn when rounding to `dtype` at max |y| alone is noise of more than
+    5% of y's standard deviation (spacing / sqrt(12) > 0.05 std): the model
+    computes ŷ − y in that dtype, so it cannot fit the differences between
+    the targets (e.g. 1e15 + N(0, 1) in float32)."""
     import warnings
 
     spread = float(np.std(y))
@@ -323,11 +324,11 @@ def _warn_if_unresolved(y, dtype, name):
         return
     big = float(np.abs(y).max())
     resolution = float(np.spacing(np.dtype(dtype).type(big)))
-    if resolution > 0.01 * spread:
+    if resolution / np.sqrt(12.0) > 0.05 * spread:
         warnings.warn(
             f"{name}: targets of magnitude {big:.3g} vary with a standard deviation of only "
-            f"{spread:.3g}, below what {np.dtype(dtype).name} resolves there (steps of "
-            f"{resolution:.3g}): the fit cannot represent their differences. Centre y "
+            f"{spread:.3g}, too little for what {np.dtype(dtype).name} resolves there (steps "
+            f"of {resolution:.3g}): the fit cannot represent their differences. Centre y "
             "(subtract its mean and add it back to the predictions), or use dtype=np.float64 "
             "if that is not enough.", TargetPrecisionWarning, stacklevel=6)
 

@@ -284,10 +284,23 @@ def loss_scale(cfg, y, sw, w0):
     return max(zero, bias, 1e-12)
 
 
-def divergence_reason(lsum, wsum, ok, state, scale):
+def probe_rows(X, y, sw, m=1024):
+    """Up to m evenly spaced rows of X (with their targets and weights): the
+    runaway test scores the parameters an epoch ends with on them."""
+    n = X.shape[0]
+    idx = np.arange(0, n, max(1, n // m))[:m]
+    keep = np.zeros(n, dtype=bool)
+    keep[idx] = True
+    from ._validation import take_rows
+    return take_rows(X, keep), y[idx], sw[idx]
+
+
+def divergence_reason(lsum, wsum, ok, state, scale, probe=None):
     """Why the epoch just run counts as diverged, or None: a non-finite loss
-    or parameter (P, w0 or Adam state), a loss above RUNAWAY_FACTOR × scale,
-    or a parameter beyond param_limit (its products overflow the dtype)."""
+    or parameter (P, w0 or Adam state), a loss above RUNAWAY_FACTOR × scale
+    (during the epoch, or with the final parameters on the rows of
+    probe(), a function returning their weighted loss), or a parameter
+    beyond param_limit (its products overflow the dtype)."""
     if not (ok and np.isfinite(lsum)):
         return "non-finite loss"
     big = max(abs_max(state.P), abs(float(state.bias_state[0])))
@@ -304,6 +317,12 @@ def divergence_reason(lsum, wsum, ok, state, scale):
     if big > lim:
         return (f"a parameter reached {big:.3g}; beyond {lim:.3g} its products overflow "
                 f"{state.P.dtype}")
+    if probe is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            end = probe()
+        if not end <= RUNAWAY_FACTOR * scale:
+            return (f"the loss of the parameters it ended with reached {end:.3g}, over "
+                    f"{RUNAWAY_FACTOR:.0e} times its starting scale {scale:.3g}")
     return None
 
 
@@ -352,6 +371,11 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     scratch = np.zeros(X.shape[1], dtype=np.int64) if cfg.solver in ADAM_SOLVERS else None
     scale = loss_scale(cfg, y, sw, state.bias_state[0])
     rows = changing_rows(X, state.P.shape[0], state.P.shape[1] * state.P.itemsize)
+    Xp, yp, swp = probe_rows(X, y, sw)
+
+    def probe():
+        return _weighted_loss(cfg.loss_code, predict_raw(kern, Xp, state), yp, swp)
+
     best = (np.inf, 0)
     no_improve = 0
     epochs = 0
@@ -379,11 +403,11 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 try:
                     lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
                                                 n_threads, scratch, lr)
-                except KeyboardInterrupt:
+                except BaseException:  # Ctrl-C, MemoryError: the epoch is half done
                     _restore(state, snap)
                     raise
                 del order
-                why = divergence_reason(lsum, wsum, ok, state, scale)
+                why = divergence_reason(lsum, wsum, ok, state, scale, probe)
                 if why is not None:
                     _restore(state, snap)
                     kept = ("from the best epoch so far" if cfg.early_stopping and best[1]
