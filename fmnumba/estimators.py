@@ -12,8 +12,8 @@ from . import _validation as validation
 from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
-from .training import (FMState, TrainConfig, check_init_std, check_saveable, kernel_weights,
-                       numba_threads, predict_raw, train)
+from .training import (DivergenceError, FMState, TrainConfig, check_init_std, check_saveable,
+                       kernel_weights, numba_threads, predict_raw, train)
 
 
 class _BaseFM(BaseEstimator):
@@ -245,7 +245,8 @@ class _FitTransaction:
       the random generator it draws from);
     - warm_start / partial_fit after some epochs: those epochs (the state
       as the training loop left it, consistent with history_ and n_iter_);
-    - a first fit after some epochs: the model of its last completed epoch.
+    - a first fit after some epochs, or stopped by DivergenceError: the
+      model of its last completed epoch (the initial one if none completed).
 
     A fit that returns swaps its new state, history_ and n_iter_ in.
     """
@@ -271,7 +272,11 @@ class _FitTransaction:
         est = self.est
         progressed = self.history is not None and \
             len(self.history["train_loss"]) > self.epochs_before
-        if kind is None or (progressed and (self.resume or "_state" not in self.saved)):
+        # a first fit keeps what training left, even a divergence in epoch 1 (the
+        # initial parameters): the guard's contract is a fitted, finite model
+        first = "_state" not in self.saved and self.history is not None and (
+            progressed or (kind is not None and issubclass(kind, DivergenceError)))
+        if kind is None or (progressed and self.resume) or first:
             est._state, est.history_ = self.state, self.history
             est.n_iter_ = len(self.history["train_loss"])
             return False
