@@ -141,11 +141,10 @@ def child(folder, case):
     th.join()
     peak_fit = _peak()
     st = est._state
-    n_train = X.shape[0] - (int(np.ceil(0.1 * X.shape[0])) if es else 0)
     parts = _validation.fit_memory(
-        X.shape[1], k, np.float32, "adam", n_rows=n_train,
+        X.shape[1], k, np.float32, "adam", n_rows=X.shape[0],
         batch_nnz=_validation.max_batch_nnz(X, est.batch_size), batch_size=est.batch_size,
-        split_nnz=X.nnz if es else 0)
+        split_nnz=X.nnz // 10 if es else 0)
     present = int(np.count_nonzero(np.bincount(X.indices, minlength=X.shape[1])))
     out = {
         "baseline_rss": base, "peak_before_load": peak_before, "rss_loaded": loaded,
@@ -222,7 +221,8 @@ def main(argv):
         "early stopping), counted in full although only the rows of features present in "
         "the training rows are copied when that is smaller; features: Adam's int64 count per "
         "feature and a one-byte mask; rows: order, targets, weights and loss terms per row, "
-        "plus the validation split's copy of the CSR with early stopping; batch: the Adam "
+        "plus the validation rows' copy of the CSR with early stopping (the training rows "
+        "are not copied); batch: the Adam "
         "kernel's per-batch buffers.",
         "",
         "Peak source: the kernel's high-water mark (VmHWM, "

@@ -468,16 +468,17 @@ def fit_memory(n_features, n_factors, dtype, solver, *, n_rows=0, batch_nnz=0,
                batch_size=256, split_nnz=0, existing=0, n_threads=None):
     """Bytes a fit allocates beyond its input, by purpose (a dict):
 
-    tables: P = [w | V] (n_features × (1 + n_factors)) and, for Adam, M and S,
-    less the `existing` ones (0 for a fresh fit, 1 or 3 when resuming);
+    tables: P = [w | V] (n_features × (1 + n_factors)) and, for Adam, M and
+    S, less the `existing` ones (0 for a fresh fit, 1 or 3 when resuming);
     copy: one copy of P for the divergence guard (with early stopping, the
-    best epoch's); features: Adam's int64 count per feature and the one-byte
-    mask of the features present; init: the float64 block the factors are
-    drawn in; rows: per-row vectors (order, targets and weights in the
-    model's dtype, loss terms) and, with split_nnz entries split off for
-    early stopping, the split's copy of the CSR; batch: the Adam kernel's
-    per-batch buffers (ŷ, q of batch × n_factors, the two transposes of up
-    to batch_nnz entries); threads: per-thread vectors of n_factors.
+    best epoch's); features: Adam's count per feature (int32 when a batch's
+    entries fit) and the one-byte mask of the features present; init: the
+    float64 block the factors are drawn in; rows: per-row vectors (order,
+    targets and weights in the model's dtype, loss terms, the training row
+    ids of an early-stopping split) and the split's copy of its split_nnz
+    validation entries; batch: the Adam kernel's per-batch buffers (ŷ, q of
+    batch × n_factors, the two transposes of up to batch_nnz entries);
+    threads: per-thread vectors of n_factors.
     """
     from numba import config
 
@@ -490,9 +491,9 @@ def fit_memory(n_features, n_factors, dtype, solver, *, n_rows=0, batch_nnz=0,
     return {
         "tables": n_features * row * max(0, (3 if adam else 1) - existing),
         "copy": n_features * row,
-        "features": n_features * (9 if adam else 1),
+        "features": n_features * ((5 if batch_nnz < _INT32_MAX else 9) if adam else 1),
         "init": 0 if existing else min(step, n_features) * n_factors * 8,
-        "rows": n_rows * (40 + 2 * item) + split_nnz * (item + 8) + (n_rows * 8 if split_nnz else 0),
+        "rows": n_rows * (48 + 2 * item) + split_nnz * (item + 8),
         "batch": nb * (n_factors * item + 3 * item + 8) + 2 * batch_nnz * (20 + item),
         "threads": threads * 2 * n_factors * item,
     }

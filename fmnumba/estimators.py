@@ -125,18 +125,17 @@ class _BaseFM(BaseEstimator):
                 self._rng = check_random_state(self.random_state)
             tx.keep_rng(self._rng)
             rng = np.random.default_rng(self._rng.randint(0, 2**31 - 1))
-            val, split_nnz = None, 0
+            val, rows = None, None
             if eval_set is not None:
                 val = self._check_eval_set(eval_set, dtype)
             elif self.early_stopping and not partial:
-                split_nnz = Xc.nnz
-                Xc, y_enc, sw, val = _split_validation(Xc, y_enc, sw, self.validation_fraction,
-                                                       rng)
+                rows, val = _split_validation(Xc, y_enc, sw, self.validation_fraction, rng)
             kern = get_kernels(self.device, Xc.nnz)
             validation.check_model_size(
                 Xc.shape[1], int(self.n_factors), dtype, self.solver, n_rows=Xc.shape[0],
                 batch_nnz=validation.max_batch_nnz(Xc, self.batch_size),
-                batch_size=int(self.batch_size), split_nnz=split_nnz,
+                batch_size=int(self.batch_size),
+                split_nnz=0 if val is None else val[0].nnz,
                 existing=0 if not resume else (1 if self._state.M is None else 3),
                 held=0 if resume else _held_bytes(self))
             cfg = self._config(Xc.shape[1], dtype)
@@ -147,11 +146,12 @@ class _BaseFM(BaseEstimator):
                                      float(self.init_std), self._init_w0(y_enc, sw), rng)
                 history = {"train_loss": [], "val_loss": [], "time_s": []}
             tx.started(state, history)
-            self._train(kern, Xc, y_enc.astype(dtype), kernel_weights(sw, cfg.solver, dtype),
-                        cfg, max_iter, rng, val, state, history)
+            self._train(kern, Xc, y_enc.astype(dtype),
+                        kernel_weights(sw, cfg.solver, dtype, rows), cfg, max_iter, rng, val,
+                        state, history, rows)
         return self
 
-    def _train(self, kern, X, y, sw, cfg, max_iter, rng, val, state, history):
+    def _train(self, kern, X, y, sw, cfg, max_iter, rng, val, state, history, rows=None):
         """Run the training loop on `state`, appending each epoch to
         `history` as it completes (every list of an epoch or none of them,
         so an interrupted or diverged fit keeps the epochs before it)."""
@@ -159,7 +159,7 @@ class _BaseFM(BaseEstimator):
         seconds_before = hist["time_s"][-1] if hist["time_s"] else 0.0
         with closing(train(kern, X, y, sw, state, cfg, max_iter, rng,
                            n_jobs=self.n_jobs, val=val,
-                           epochs_done=len(hist["train_loss"]))) as epochs:
+                           epochs_done=len(hist["train_loss"]), rows=rows)) as epochs:
             for epoch in epochs:
                 _append_epoch(hist, epoch, seconds_before)
 
@@ -288,6 +288,9 @@ class _FitTransaction:
 
 
 def _split_validation(X, y, sw, fraction, rng):
+    """Split off a validation_fraction of the rows: (ids of the training
+    rows, sorted int64; (X_val, y_val, sw_val)). The training rows are not
+    copied; the loop visits them in X."""
     n = X.shape[0]
     n_val = int(np.ceil(fraction * n))
     if n_val < 1 or n - n_val < 1:
@@ -295,8 +298,7 @@ def _split_validation(X, y, sw, fraction, rng):
                          f"validation_fraction={fraction} (got {n}).")
     is_val = np.zeros(n, dtype=bool)
     is_val[rng.permutation(n)[:n_val]] = True
-    tr = ~is_val
-    return (validation.take_rows(X, tr), y[tr], sw[tr],
+    return (np.flatnonzero(~is_val).astype(np.int64),
             (validation.take_rows(X, is_val), y[is_val], sw[is_val]))
 
 

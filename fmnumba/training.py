@@ -126,11 +126,14 @@ def abs_max(A, rows=1 << 16):
     return m
 
 
-def kernel_weights(sw, solver, dtype):
+def kernel_weights(sw, solver, dtype, rows=None):
     """Sample weights (float64, positive sum) as the epoch kernels take them,
-    in the model's dtype: SGD scales them to mean 1, so that learning_rate
-    is the step of an average row; Adam normalises per mini-batch itself."""
-    return (sw / sw.mean()).astype(dtype) if solver == "sgd" else sw.astype(dtype)
+    in the model's dtype: SGD scales them to mean 1 over the training rows
+    (`rows`, default all), so that learning_rate is the step of an average
+    row; Adam normalises per mini-batch itself."""
+    if solver != "sgd":
+        return sw.astype(dtype)
+    return (sw / (sw.mean() if rows is None else sw[rows].mean())).astype(dtype)
 
 
 @contextmanager
@@ -264,6 +267,14 @@ def changing_rows(X, n_features, row_bytes):
     return np.flatnonzero(seen).astype(it)
 
 
+def adam_scratch(X, cfg):
+    """The Adam kernel's zeroed per-feature counts: int32 (half the memory)
+    whenever a batch's entry count fits, which bounds every count."""
+    from ._validation import max_batch_nnz
+    small = max_batch_nnz(X, cfg.batch_size) < np.iinfo(np.int32).max
+    return np.zeros(X.shape[1], dtype=np.int32 if small else np.int64)
+
+
 def _restore(state, snap):
     """Put back the parameters of `snap`. The Adam moments moved on since
     and were not saved (that would triple the memory), so Adam restarts:
@@ -284,12 +295,15 @@ def loss_scale(cfg, y, sw, w0):
     return max(zero, bias, 1e-12)
 
 
-def probe_rows(X, y, sw, m=1024):
-    """Up to m evenly spaced rows of X (with their targets and weights): the
-    runaway test scores the parameters an epoch ends with on them."""
-    n = X.shape[0]
+def probe_rows(X, y, sw, rows, m=1024):
+    """Up to m evenly spaced training rows of X (`rows`, or None for all)
+    with their targets and weights: the runaway test scores the parameters
+    an epoch ends with on them."""
+    n = X.shape[0] if rows is None else rows.shape[0]
     idx = np.arange(0, n, max(1, n // m))[:m]
-    keep = np.zeros(n, dtype=bool)
+    if rows is not None:
+        idx = rows[idx]
+    keep = np.zeros(X.shape[0], dtype=bool)
     keep[idx] = True
     from ._validation import take_rows
     return take_rows(X, keep), y[idx], sw[idx]
@@ -350,11 +364,15 @@ def interrupts_deferred():
         signal.signal(signal.SIGINT, old)
 
 
-def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0):
+def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0,
+          rows=None):
     """Run up to max_iter epochs on canonical CSR X with targets y (in the
     loss's encoding) and kernel weights sw (see kernel_weights), both in P's
     dtype; val = (Xv, yv, swv) or None. epochs_done: epochs the model ran
-    before this call (they set the step-size schedule).
+    before this call (they set the step-size schedule). rows: the rows of X
+    to train on (sorted int64 ids; None: all), so that a validation split
+    needs no copy of the training rows; epochs visit them as they would
+    visit a copy holding only them.
 
     A generator: updates `state` in place and yields one EpochRecord per
     completed epoch; with early stopping, `state` ends at the best epoch.
@@ -367,11 +385,12 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     running it to the end, so the thread count and the SIGINT handler are
     restored.
     """
-    n = X.shape[0]
-    scratch = np.zeros(X.shape[1], dtype=np.int64) if cfg.solver in ADAM_SOLVERS else None
-    scale = loss_scale(cfg, y, sw, state.bias_state[0])
-    rows = changing_rows(X, state.P.shape[0], state.P.shape[1] * state.P.itemsize)
-    Xp, yp, swp = probe_rows(X, y, sw)
+    n = X.shape[0] if rows is None else rows.shape[0]
+    scratch = adam_scratch(X, cfg) if cfg.solver in ADAM_SOLVERS else None
+    scale = loss_scale(cfg, y if rows is None else y[rows], sw if rows is None else sw[rows],
+                       state.bias_state[0])
+    changing = changing_rows(X, state.P.shape[0], state.P.shape[1] * state.P.itemsize)
+    Xp, yp, swp = probe_rows(X, y, sw, rows)
 
     def probe():
         return _weighted_loss(cfg.loss_code, predict_raw(kern, Xp, state), yp, swp)
@@ -395,10 +414,12 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 if pending():
                     raise KeyboardInterrupt
                 if snap is None:
-                    snap = _RowCopy(state, rows)
+                    snap = _RowCopy(state, changing)
                 elif not cfg.early_stopping:
                     snap.take(state)
                 order = rng.permutation(n).astype(np.int64, copy=False)
+                if rows is not None:
+                    order = rows[order]
                 lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
                     lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
