@@ -11,6 +11,7 @@ from .demo import run_demo
 from .encoding import load_model, read_like, read_train, write_sidecar
 from .errors import EXIT_OK, CLIError
 from .output import format_metrics, metrics, predictions, write_predictions
+from .paths import check_fit_paths, check_predict_paths
 
 # fit's options that map one to one onto an estimator parameter
 _FIT_PARAMS = (("factors", "n_factors"), ("epochs", "max_iter"), ("loss", "loss"),
@@ -50,6 +51,7 @@ def _group_params(args, fields, info):
 
 
 def cmd_fit(args):
+    check_fit_paths(args)  # before the fit: no output may overwrite an input
     X, y, fields, info = read_train(args.train, args.format)
     if X.shape[0] == 0:
         raise CLIError(f"TRAIN {args.train}: no data rows")
@@ -118,6 +120,7 @@ def _load_for(args):
 
 
 def cmd_predict(args):
+    check_predict_paths(args)
     model, X, _ = _load_for(args)
     write_predictions(predictions(model, X, args.proba), args.out)
     return EXIT_OK

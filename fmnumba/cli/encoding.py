@@ -15,6 +15,7 @@ import numpy as np
 
 from .._version import __version__
 from ..io import load
+from .._source import open_source
 from ..readers import RatingEncoder, read_data, resolve_format
 from .errors import CLIError
 
@@ -51,6 +52,7 @@ def read_train(path, fmt=None):
     """Load a training file; returns (X, y, fields or None, info) where info
     is the JSON-able description of the encoding (see :func:`read_like`)."""
     _check_file(path, "TRAIN")
+    path = open_source(path)  # a pipe can be read only once
     kind = _format_of(path, fmt)
     if kind == "libsvm":
         data = read_data(path, kind, zero_based=True)
@@ -118,6 +120,7 @@ def read_like(path, fmt, info, n_features):
     """Load a file for a fitted model with n_features columns, encoded as
     recorded in `info` (the sidecar) when given. Returns (X, y)."""
     _check_file(path, "DATA")
+    path = open_source(path)
     kind = _format_of(path, fmt, info)
     options = _reader_options(kind, info, path)
     if kind == "ratings":
@@ -154,6 +157,8 @@ def read_sidecar(model_path):
     path = sidecar_path(model_path)
     if not os.path.exists(path):
         return None
+    if not os.path.isfile(path):
+        raise CLIError(f"{path}: the encoder sidecar is not a regular file")
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -167,9 +172,9 @@ def read_sidecar(model_path):
 
 def load_model(path):
     """(fitted estimator, sidecar dict or None) for a model file."""
-    if not os.path.exists(path):
-        raise CLIError(f"MODEL {path}: no such file")
-    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+    from .paths import check_model_input
+    check_model_input(path)
+    if not zipfile.is_zipfile(path):
         raise CLIError(f"MODEL {path}: not an fmnumba model file (expected the .npz written "
                        "by 'fmnumba fit --model' or estimator.save())")
     return load(path), read_sidecar(path)
