@@ -401,8 +401,9 @@ def check_n_jobs(n_jobs):
         return
     if (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
             or not (n_jobs == -1 or 1 <= n_jobs <= _INT64_MAX)):
-        raise ValueError(f"n_jobs must be a positive integer, -1 (all cores) or None, got "
-                         f"{n_jobs!r}; set it with set_params(n_jobs=...).")
+        raise ValueError(f"n_jobs must be None, -1 (all cores) or a positive integer "
+                         f"(>= -1, not 0), got {_short(n_jobs)}; set it with "
+                         "set_params(n_jobs=...).")
 
 
 def per_feature_l2(name, value, groups, n_features):
