@@ -345,11 +345,12 @@ def open_model_file(path):
     anything but a regular file (a FIFO or device would read without end)."""
     path = os.fspath(path)
     try:
+        what = file_kind(os.stat(path).st_mode)  # a socket cannot even be opened
+        if what is not None:
+            raise invalid(path, f"it is {what}, not a regular file")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise FileNotFoundError(2, "no such model file", path) from None
-    except IsADirectoryError:
-        raise invalid(path, "it is a directory") from None
     try:
         st = os.fstat(fd)
         what = file_kind(st.st_mode)

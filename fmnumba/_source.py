@@ -148,6 +148,8 @@ def open_source(path):
     name = os.fspath(path)
     if isinstance(name, bytes):
         name = os.fsdecode(name)
+    if stat.S_ISSOCK(os.stat(name).st_mode):
+        raise _not_text(name, "a socket")
     # non-blocking, so that opening a FIFO without a writer does not hang
     fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with open(fd, "rb", closefd=True) as fh:
