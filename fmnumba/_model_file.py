@@ -351,6 +351,10 @@ def open_model_file(path):
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise FileNotFoundError(2, "no such model file", path) from None
+    except PermissionError:
+        raise
+    except OSError as e:  # a symlink loop, a name too long, ...
+        raise invalid(path, f"cannot open it: {e.strerror or e}") from None
     try:
         st = os.fstat(fd)
         what = file_kind(st.st_mode)

@@ -27,6 +27,8 @@ _COMPRESSED = {b"\x1f\x8b": ("gzip", lambda raw: gzip.GzipFile(fileobj=raw)),
                b"BZh": ("bz2", bz2.BZ2File),
                b"\xfd7zXZ\x00": ("xz", lzma.LZMAFile)}
 _UNSUPPORTED = {b"PK\x03\x04": "a zip archive (an .npz model file?)",
+                b"\xff\xfe": "UTF-16 text: convert it to UTF-8",
+                b"\xfe\xff": "UTF-16 text: convert it to UTF-8",
                 b"\x28\xb5\x2f\xfd": "zstd-compressed", b"\x93NUMPY": "a NumPy .npy file"}
 
 

@@ -594,3 +594,29 @@ def test_zip_member_count_is_bounded(tmp_path):
             zf.writestr(f"a{i}.npy", b"")
     with pytest.raises(fmnumba.ModelFileError, match="members"):
         fmnumba.load(path)
+
+
+def test_symlink_loop_model_path_is_a_model_file_error(tmp_path):
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    with pytest.raises(fmnumba.ModelFileError, match="symbolic links"):
+        fmnumba.load(loop)
+
+
+def test_socket_paths_are_refused_clearly(tmp_path):
+    import socket
+    path = tmp_path / "sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()
+    with pytest.raises(fmnumba.ModelFileError, match="socket"):
+        fmnumba.load(path)
+    with pytest.raises(ValueError, match="socket"):
+        readers.read_data(path)
+
+
+def test_utf16_text_gets_a_clear_error(tmp_path):
+    f = tmp_path / "a.svm"
+    f.write_bytes("1 1:2\n".encode("utf-16"))
+    with pytest.raises(ValueError, match="UTF-16"):
+        readers.read_data(f)
