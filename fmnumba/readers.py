@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from array import array
 from typing import NamedTuple, Optional
 
