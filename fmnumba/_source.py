@@ -164,8 +164,8 @@ def open_source(path):
             streamed = False
         else:
             head = _stream_head(fd, name, st)
-            while 0 < len(head) < 8:  # enough to recognise a compressed stream
-                more = fh.read(8)
+            while len(head) < 8:  # enough to recognise a compressed stream
+                more = fh.read(8 - len(head))
                 if not more:
                     break
                 head += more

@@ -620,3 +620,26 @@ def test_utf16_text_gets_a_clear_error(tmp_path):
     f.write_bytes("1 1:2\n".encode("utf-16"))
     with pytest.raises(ValueError, match="UTF-16"):
         readers.read_data(f)
+
+
+def test_slow_compressed_pipe_is_recognised(tmp_path):
+    text = svm_text(100)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the first bytes arrive late, one at a time
+        os.close(r)
+        import time
+        time.sleep(0.3)
+        for byte in gzip.compress(text.encode()):
+            os.write(w, bytes([byte]))
+        os._exit(0)
+    os.close(w)
+    try:
+        got = readers.read_data(f"/dev/fd/{r}")
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    plain = tmp_path / "a.svm"
+    plain.write_text(text)
+    ref = readers.read_data(plain)
+    assert (got.X != ref.X).nnz == 0 and np.array_equal(got.y, ref.y)
