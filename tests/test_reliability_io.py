@@ -11,6 +11,8 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 import tracemalloc
 import zipfile
 from contextlib import contextmanager
@@ -103,39 +105,42 @@ def test_cli_predict_refuses_a_device_model(tmp_path, capsys):
     assert code == 2 and "character device" in err
 
 
-def test_stream_reads_are_bounded(monkeypatch, tmp_path):
+def _writer(w, chunks):
+    """A thread writing the byte strings of iterable `chunks` to fd w, then closing it
+    (a closed read end ends it with BrokenPipeError)."""
+    def run():
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(w, view):]
+        except OSError:
+            pass
+        finally:
+            os.close(w)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_stream_reads_are_bounded(monkeypatch):
     monkeypatch.setattr(_source, "max_stream_bytes", lambda: 1000)
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # an endless text stream, like `yes 1`
-        os.close(r)
-        try:
-            while True:
-                os.write(w, b"1 1:1\n" * 1000)
-        finally:
-            os._exit(0)
-    os.close(w)
+    t = _writer(w, iter(lambda: b"1 1:1\n" * 1000, None))  # endless, like `yes 1`
     try:
         with deadline(20), pytest.raises(ValueError, match="the most read into memory"):
             readers.read_data(f"/dev/fd/{r}")
     finally:
         os.close(r)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        t.join(10)
 
 
 # --- pipes keep every row ---------------------------------------------------
 
 def _pipe_of(data: bytes):
-    """A /dev/fd path on a pipe fed with `data` by a child process."""
+    """A /dev/fd path on a pipe a thread fills with `data`."""
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        os.write(w, data)
-        os._exit(0)
-    os.close(w)
-    return f"/dev/fd/{r}", r, pid
+    return f"/dev/fd/{r}", r, _writer(w, [data])
 
 
 @pytest.mark.parametrize("fmt", ["libsvm", "libffm", "ratings"])
@@ -147,12 +152,12 @@ def test_pipes_lose_no_rows(tmp_path, fmt):
     f = tmp_path / "plain.txt"
     f.write_text(text)
     ref = readers.read_data(f)
-    path, r, pid = _pipe_of(text.encode())
+    path, r, t = _pipe_of(text.encode())
     try:
         got = readers.read_data(path)
     finally:
         os.close(r)
-        os.waitpid(pid, 0)
+        t.join(10)
     assert got.X.shape == ref.X.shape == (3000, ref.X.shape[1])
     assert (got.X != ref.X).nnz == 0 and np.array_equal(got.y, ref.y)
 
@@ -625,20 +630,17 @@ def test_utf16_text_gets_a_clear_error(tmp_path):
 def test_slow_compressed_pipe_is_recognised(tmp_path):
     text = svm_text(100)
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the first bytes arrive late, one at a time
-        os.close(r)
-        import time
+
+    def late_bytes():  # the first bytes arrive late, one at a time
         time.sleep(0.3)
         for byte in gzip.compress(text.encode()):
-            os.write(w, bytes([byte]))
-        os._exit(0)
-    os.close(w)
+            yield bytes([byte])
+    t = _writer(w, late_bytes())
     try:
         got = readers.read_data(f"/dev/fd/{r}")
     finally:
         os.close(r)
-        os.waitpid(pid, 0)
+        t.join(10)
     plain = tmp_path / "a.svm"
     plain.write_text(text)
     ref = readers.read_data(plain)
