@@ -8,6 +8,7 @@ JSON, never a pickle.
 """
 import json
 import os
+import stat
 import sys
 import zipfile
 
@@ -145,10 +146,13 @@ def write_sidecar(model_path, info, task):
     doc = {"format_tag": SIDECAR_FORMAT, "version": 1, "fmnumba_version": __version__,
            "task": task, **info}
     path = sidecar_path(model_path)
-    tmp = path + ".tmp"
+    real = os.path.realpath(path)  # a symlink is followed, as the model's save does
+    tmp = real + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(doc, fh)
-    os.replace(tmp, path)
+    if os.path.isfile(real):
+        os.chmod(tmp, stat.S_IMODE(os.stat(real).st_mode))
+    os.replace(tmp, real)
     return path
 
 
