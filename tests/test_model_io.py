@@ -372,3 +372,18 @@ def test_cli_bad_model_and_data_files_exit_2(models, tmp_path, capsys):
         assert code == 2, (argv, err)
         assert err.count("\n") == 1 and "Traceback" not in err and "error" in err, err
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_version_1_files_still_load(models, tmp_path):
+    """Files of the first format version (no generator state) load and predict."""
+    src = tmp_path / "v2.npz"
+    models["clf_str"].save(src)
+    arrays = _arrays(src)
+    meta = json.loads(arrays.pop("meta").tobytes())
+    del arrays["rng_keys"], meta["rng"]
+    meta["format_version"] = 1
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    _write(tmp_path / "v1.npz", arrays)
+    m = fmnumba.load(tmp_path / "v1.npz")
+    assert np.array_equal(m.predict(X), models["clf_str"].predict(X))
+    assert not hasattr(m, "_rng")
