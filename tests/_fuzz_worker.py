@@ -372,6 +372,13 @@ JUNK = [2**64, 2**63, 10**20, -1, 0, 1, True, False, None, 1.5, float("nan"), fl
         [], [0] * 50, [[[[]]]], {}, {"a": 1}, ["int", 2**70], ["numpy", "<U99999999", "x"]]
 
 
+SIZE_KEYS = [("n_features",), ("n_factors",), ("classes_dtype",), ("t",), ("n_iter",),
+             ("params", "n_factors"), ("params", "batch_size"), ("params", "max_iter"),
+             ("rng", "pos")]
+SIZE_TEXTS = [f"<U{10**e}" for e in range(2, 13)] + [f"({10**e},)f8" for e in range(3, 10)] + [
+    "|S999999999", "<M8[999999999s]", "V" + "9" * 12]
+
+
 def _max_rss():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -406,9 +413,13 @@ def run_meta_case(draw, folder):
     paths = sorted(_meta_paths(meta))
     changes = []
     for _ in range(draw(st.integers(1, 3))):
-        key = draw(st.sampled_from(paths))
-        value = draw(st.one_of(st.sampled_from(JUNK), st.integers(-2**70, 2**70),
-                               st.text(max_size=12), st.floats()))
+        if draw(st.booleans()):  # a size the file declares
+            key = draw(st.sampled_from([k for k in SIZE_KEYS if k in paths]))
+            value = draw(st.one_of(st.integers(0, 2**66), st.sampled_from(SIZE_TEXTS)))
+        else:
+            key = draw(st.sampled_from(paths))
+            value = draw(st.one_of(st.sampled_from(JUNK), st.integers(-2**70, 2**70),
+                                   st.text(max_size=12), st.floats()))
         node = meta
         for k in key[:-1]:
             node = node[k] if isinstance(node.get(k), dict) else {}
