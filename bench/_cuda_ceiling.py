@@ -1,9 +1,9 @@
 """The CUDA random-gather ceiling kernel of bench/cuda_bench.py: per CSR row,
 gather and sum the k-wide rows of V (the irreducible part of predict), with
-the same lanes-per-row layout as fmnumba/cuda/predict.py."""
+the same lanes-per-row layout as fmnumba/gpu/predict.py."""
 from numba import cuda, float64
 
-from fmnumba.cuda._device import TPB
+from fmnumba.gpu._device import TPB
 
 
 @cuda.jit

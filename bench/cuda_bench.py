@@ -9,7 +9,7 @@ warm-up call (JIT compile excluded):
 * predict_device: ŷ for all rows with X and P already on the device
 * predict_csr: the same through the host-array API (includes the copy back)
 * adam_epoch: one epoch of lazy Adam (batch_size 256 and 4096), host API as
-  the solver calls it, inside fmnumba.cuda.session() (no parameter upload)
+  the solver calls it, inside fmnumba.gpu.session() (no parameter upload)
 * sgd_epoch: one Hogwild epoch (n_chunks > 1)
 * gather_ceiling: a kernel that only gathers and sums the k-wide rows of V
   per CSR row (the irreducible part of predict), in nnz·k/s
@@ -63,9 +63,9 @@ def main(argv=None):
     cuda = _need_gpu()
 
     import fmnumba.cpu as CPU
-    import fmnumba.cuda as GPU
-    from fmnumba.cuda._device import TPB, blocks, data_to_device, lanes_for
-    from fmnumba.cuda.predict import predict_device
+    import fmnumba.gpu as GPU
+    from fmnumba.gpu._device import TPB, blocks, data_to_device, lanes_for
+    from fmnumba.gpu.predict import predict_device
     from fmnumba.datasets import large_field_sizes, make_fm_data
 
     t = time.perf_counter()

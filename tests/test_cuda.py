@@ -1,4 +1,4 @@
-"""CUDA kernels (fmnumba/cuda) against the CPU kernels and a dense NumPy
+"""CUDA kernels (fmnumba/gpu) against the CPU kernels and a dense NumPy
 formula. Under Numba's CUDA simulator by default (tests/conftest.py sets
 NUMBA_ENABLE_CUDASIM=1; FMNUMBA_REAL_GPU=1 runs them on a GPU). Sizes are
 small (≤ 200 rows, k ≤ 8): the simulator runs every GPU thread as a Python
@@ -16,7 +16,7 @@ if not backend.cuda_available():
     pytest.skip("numba-cuda (simulator or GPU) is not available", allow_module_level=True)
 
 import fmnumba.cpu as CPU  # noqa: E402
-import fmnumba.cuda as GPU  # noqa: E402
+import fmnumba.gpu as GPU  # noqa: E402
 
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-11, atol=1e-12)}
 

@@ -23,7 +23,7 @@ Residency and round trips (the trade-off of keeping the CPU signatures)
 * Parameters are *uploaded* at the start of every call, because the host may
   have changed them (warm_start, the solver's restore after divergence).
   That costs one extra host→device copy of P, M, S per epoch. Wrapping the
-  epoch loop in `fmnumba.cuda.session()` removes it: inside a session the
+  epoch loop in `fmnumba.gpu.session()` removes it: inside a session the
   first upload is kept and the device copy stays authoritative (host writes
   are not seen; `invalidate(arr)` forgets a copy).
 

@@ -1,7 +1,7 @@
 """Device plumbing shared by the CUDA kernels: launch geometry, simulator
 detection and the host↔device residency cache.
 
-Residency (the trade-off, see also fmnumba/cuda/__init__.py)
+Residency (the trade-off, see also fmnumba/gpu/__init__.py)
 ------------------------------------------------------------
 The kernel functions keep the CPU kernels' signatures (host NumPy arrays in,
 host arrays updated in place), so the solver runs unchanged. To avoid moving
