@@ -4,7 +4,7 @@ progress and history. Kernels come from backend.py; nothing here is per-row.
 import threading
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numba
@@ -87,8 +87,8 @@ def predict_raw(kern, X, state):
     out = np.empty(X.shape[0], dtype=state.P.dtype)
     if X.shape[0]:
         with _serial_if_unsafe():
-            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bstate[0]),
-                             state.P, out)
+            kern.predict_csr((X.indptr, X.indices, X.data),
+                             state.P.dtype.type(state.bstate[0]), state.P, out)
     return out
 
 
@@ -117,8 +117,7 @@ def _weighted_loss(code, yhat, y, sw):
 
 # Adam runs two parallel regions per mini-batch. When the parameter tables are
 # cache-resident and a batch is light, waking the second thread costs more than
-# it saves (a9a, 123 features: 0.25 s on 1 thread vs 0.38 s on 2 for 20
-# epochs), so such epochs run on one thread. Adam's results do not depend on
+# it saves, so such epochs run on one thread. Adam's results do not depend on
 # the thread count, so this changes speed only.
 _SMALL_TABLES = 2 << 20      # bytes of P, M and S together
 _LIGHT_BATCH = 1 << 20       # batch_size × mean nnz per row × (1 + k)
@@ -145,16 +144,16 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         bw = np.zeros(n_batches)
         with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
             t, done = kern.adam_epoch(
-                X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
-                state.P, state.M, state.S, state.bstate, state.t, lr,
-                cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw,
-                cfg.solver == "adamw")
+                (X.indptr, X.indices, X.data), y, sw, order, cfg.batch_size, cfg.loss_code,
+                (state.P, state.M, state.S), state.bstate, state.t,
+                (lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.solver == "adamw"),
+                (cfg.l2_reg_w, cfg.l2_reg_v), (bl, bw))
         state.t = int(t)
         ok = done == n_batches
         return bl[:done].sum(), bw[:done].sum(), ok
     L = np.empty(order.shape[0])
-    kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
-                   state.P, state.bstate, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
+    kern.sgd_epoch((X.indptr, X.indices, X.data), y, sw, order, n_threads, cfg.loss_code,
+                   state.P, state.bstate, lr, (cfg.l2_reg_w, cfg.l2_reg_v), L)
     fin = np.isfinite(L)
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
@@ -198,8 +197,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
     try:
         snap = None
         # a device backend keeps its parameter copy resident for the whole fit
-        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, \
-                getattr(kern, "session", nullcontext)():
+        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, kern.session():
             for _ in range(max_iter):
                 if snap is None:
                     snap = (state.P.copy(), state.bstate.copy())

@@ -2,7 +2,7 @@
 detection and the host↔device residency cache.
 
 Residency (the trade-off, see also fmnumba/gpu/__init__.py)
-------------------------------------------------------------
+-----------------------------------------------------------
 The kernel functions keep the CPU kernels' signatures (host NumPy arrays in,
 host arrays updated in place), so the solver runs unchanged. To avoid moving
 the training data every epoch, *data* arrays (CSR arrays, y, sample weights,
@@ -67,6 +67,11 @@ def data_to_device(a):
         while len(_data) > DATA_CACHE_SIZE:
             _data.popitem(last=False)
         return dev
+
+
+def csr_to_device(X):
+    """Device copies of the CSR arrays X = (indptr, indices, data), cached."""
+    return tuple(data_to_device(a) for a in X)
 
 
 def param_to_device(a):

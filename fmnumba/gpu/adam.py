@@ -4,13 +4,15 @@ Semantics are those of the CPU kernel (see fmnumba/cpu/adam.py): one global
 step counter t, per-occurrence L2 with per-feature λ_w/λ_v on touched rows
 (or, with decoupled=True, AdamW's decay of touched rows),
 untouched rows and their moments left as they are, unregularised intercept
-updated in float64 every batch, stop before updating on the first batch with
+updated in float64 every batch, a batch whose weights sum to 0 counted but
+taking no step (t unchanged), stop before updating on the first batch with
 a non-finite loss or gradient sum.
 
 Per batch, seven stream-ordered launches and no host synchronisation:
 forward (ŷ, q, s·g, s·ℓ per row) → reduce (one block: Σ s·ℓ, Σ s, Σ s·g in
-float64 in a fixed order; records the batch loss, checks finiteness, raises
-the device `halt` flag or updates the intercept) → transpose (4 kernels,
+float64 in a fixed order; records the batch loss, checks finiteness and
+raises the device halt flag, or marks a zero-weight batch idle, or counts
+the step, writes its coefficients and updates the intercept) → transpose (4 kernels,
 transpose.py) → update (a group of `lanes` threads per distinct feature;
 lane l owns columns l, l + lanes, ... of that feature's row, sums its
 gradient over the feature's entries in batch order and applies Adam).
@@ -26,17 +28,27 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ._device import (TPB, blocks, data_to_device, lanes_for, param_to_device,
-                      param_to_host)
-from ._row import l2_of
+from ._device import (TPB, blocks, csr_to_device, data_to_device, lanes_for,
+                      param_to_device, param_to_host)
+from ._row import idle, l2_of
 from .forward import launch_forward
 from .transpose import Scratch, batch_offsets, launch_transpose
 
 
 @cuda.jit
-def reduce_kernel(G, L, sw, order, start, nb, b, bst, beta1, beta2, eps, lr, bc1,
-                  bc2, batch_loss, batch_weight, halt, done, inv):
-    """One block: batch sums, batch loss record, divergence check, intercept."""
+def reduce_kernel(out, sw, batch, b, intercept, hyper, bias, coef, batch_sums, flags,
+                  counts):
+    """One block: batch sums, batch record, divergence check, intercept.
+
+    out = the forward's (yhat, Q, G, L); batch = (order, start, nb); hyper =
+    (lr, beta1, beta2, eps) in float64; bias[s] = (1 − β1^t, 1 − β2^t) of
+    the epoch's s-th step; coef receives (1 / Σ s, lr / (1 − β1^t),
+    1 / √(1 − β2^t)) in P's dtype; counts = [batches done, steps taken].
+    """
+    G, L = out[2], out[3]
+    order, start, nb = batch
+    lr, beta1, beta2, eps = hyper
+    batch_loss, batch_weight = batch_sums
     sl = cuda.shared.array(TPB, float64)
     ss = cuda.shared.array(TPB, float64)
     sg = cuda.shared.array(TPB, float64)
@@ -44,7 +56,7 @@ def reduce_kernel(G, L, sw, order, start, nb, b, bst, beta1, beta2, eps, lr, bc1
     a = 0.0
     c = 0.0
     g = 0.0
-    if halt[0] == 0:
+    if flags[0] == 0:
         for i in range(tid, nb, TPB):
             a += L[i]
             c += sw[order[start + i]]
@@ -61,50 +73,68 @@ def reduce_kernel(G, L, sw, order, start, nb, b, bst, beta1, beta2, eps, lr, bc1
             sg[tid] += sg[tid + s]
         cuda.syncthreads()
         s //= 2
-    if tid == 0 and halt[0] == 0:
+    if tid == 0 and flags[0] == 0:
         lsum = sl[0]
         ssum = ss[0]
         gsum = sg[0]
         batch_loss[b] = lsum
         batch_weight[b] = ssum
+        flags[1] = 0
         if not (math.isfinite(lsum) and math.isfinite(gsum)):
-            halt[0] = 1
+            flags[0] = 1
+        elif ssum <= 0:        # all weights zero: counted, but no step
+            flags[1] = 1
+            counts[0] += 1
         else:
+            bc1 = bias[counts[1], 0]
+            bc2 = bias[counts[1], 1]
             inv_s = 1.0 / ssum
-            inv[0] = inv_s
+            coef[0] = inv_s
+            coef[1] = lr / bc1
+            coef[2] = 1.0 / math.sqrt(bc2)
             g0 = gsum * inv_s
-            bst[1] = beta1 * bst[1] + (1.0 - beta1) * g0
-            bst[2] = beta2 * bst[2] + (1.0 - beta2) * g0 * g0
-            bst[0] -= lr / bc1 * bst[1] / (math.sqrt(bst[2] / bc2) + eps)
-            done[0] += 1
+            intercept[1] = beta1 * intercept[1] + (1.0 - beta1) * g0
+            intercept[2] = beta2 * intercept[2] + (1.0 - beta2) * g0 * g0
+            intercept[0] -= lr / bc1 * intercept[1] / (math.sqrt(intercept[2] / bc2) + eps)
+            counts[0] += 1
+            counts[1] += 1
 
 
 @cuda.jit
-def update_kernel(uniq, nu, starts, lens, seg, ent_row, ent_val, G, sw, order, start,
-                  Q, inv, P, M, S, lanes, b1, b2, c1, c2, step, rbc2, ep, lg, wd, lam_w,
-                  lam_v, halt, zero):
-    """Adam update of the distinct features' rows; group of `lanes` per row."""
+def update_kernel(sc, grads, tables, hyper, coef, l2, flags, lanes):
+    """Adam update of the distinct features' rows; a group of `lanes` per row.
+
+    grads = (G, Q, sw, order, start): the forward's s·g and q and the batch's
+    rows; tables = (P, M, S); hyper = _hyper(...) in P's dtype; coef as
+    written by reduce_kernel.
+    """
+    G, Q, sw, order, start = grads
+    P, M, S = tables
+    beta1, beta2, one_m_beta1, one_m_beta2, eps, l2_in_grad, decay, zero = hyper
+    lam_w, lam_v = l2
     tid = cuda.grid(1)
     a = tid // lanes
     lane = tid % lanes
-    if halt[0] != 0 or a >= nu[0]:
+    if idle(flags) or a >= sc.nu[0]:
         return
     k = P.shape[1] - 1
-    j = uniq[a]
-    lo = starts[a]
-    hi = lo + lens[a]
-    isum = inv[0]                 # 1 / Σ s, stored in P's dtype
+    j = sc.uniq[a]
+    lo = sc.starts[a]
+    hi = lo + sc.lens[a]
+    inv_s = coef[0]
+    step = coef[1]
+    inv_sqrt_bc2 = coef[2]
     for col in range(lane, k + 1, lanes):
         acc = zero
         gx2 = zero
-        sreg = zero
+        s_touch = zero
         for u in range(lo, hi):
-            e = seg[u]
-            i = ent_row[e]
-            x = ent_val[e]
+            e = sc.seg[u]
+            i = sc.ent_row[e]
+            x = sc.ent_val[e]
             gx = G[i] * x
             gx2 += gx * x
-            sreg += sw[order[start + i]]
+            s_touch += sw[order[start + i]]
             if col == 0:
                 acc += gx
             else:
@@ -112,123 +142,116 @@ def update_kernel(uniq, nu, starts, lens, seg, ent_row, ent_val, G, sw, order, s
         p = P[j, col]
         if col == 0:
             lam = l2_of(lam_w, j)
-            g = (acc + lg * lam * sreg * p) * isum
+            g = (acc + l2_in_grad * lam * s_touch * p) * inv_s
         else:
             lam = l2_of(lam_v, j)
-            g = (acc - p * gx2 + lg * lam * sreg * p) * isum
-        m = b1 * M[j, col] + c1 * g
-        s = b2 * S[j, col] + c2 * g * g
+            g = (acc - p * gx2 + l2_in_grad * lam * s_touch * p) * inv_s
+        m = beta1 * M[j, col] + one_m_beta1 * g
+        s = beta2 * S[j, col] + one_m_beta2 * g * g
         M[j, col] = m
         S[j, col] = s
-        P[j, col] = p - step * m / (math.sqrt(s) * rbc2 + ep) - wd * lam * p
+        P[j, col] = p - step * m / (math.sqrt(s) * inv_sqrt_bc2 + eps) - decay * lam * p
 
 
-def _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2, decoupled):
-    t = dt.type
-    # lg: L2 in the gradient (1) or not (0, AdamW); wd: AdamW's decay step
-    return (t(beta1), t(beta2), t(1) - t(beta1), t(1) - t(beta2), t(lr / bc1),
-            t(1.0 / np.sqrt(bc2)), t(eps), t(0 if decoupled else 1),
-            t(lr if decoupled else 0))
+def _hyper(dt, adam):
+    """(β1, β2, 1 − β1, 1 − β2, ε, l2_in_grad, decay, 0) in dtype dt:
+    l2_in_grad is 1 with L2 in the gradient and 0 with decoupled decay,
+    whose step size decay is lr (else 0)."""
+    lr, beta1, beta2, eps, decoupled = adam
+    c = dt.type
+    return (c(beta1), c(beta2), c(1) - c(beta1), c(1) - c(beta2), c(eps),
+            c(0 if decoupled else 1), c(lr if decoupled else 0), c(0))
 
 
-def launch_update(sc, dG, dsw, dorder, start, dQ, dinv, dP, dM, dS, consts, dlw, dlv,
-                  dhalt):
-    k = dP.shape[1] - 1
-    lanes = lanes_for(k)
-    update_kernel[blocks(sc.max_nnz * lanes), TPB](
-        sc.uniq, sc.nu, sc.starts, sc.lens, sc.seg, sc.ent_row, sc.ent_val, dG, dsw,
-        dorder, start, dQ, dinv, dP, dM, dS, lanes, *consts, dlw, dlv, dhalt,
-        dP.dtype.type(0))
+def _bias(adam, t0, n_steps):
+    """(n_steps, 2) float64: (1 − β1^t, 1 − β2^t) for t = t0 + 1, ...,
+    computed as the CPU kernel does."""
+    _, beta1, beta2, _, _ = adam
+    return np.array([(1.0 - beta1 ** float(t), 1.0 - beta2 ** float(t))
+                     for t in range(t0 + 1, t0 + 1 + max(n_steps, 1))], dtype=np.float64)
 
 
-def adam_epoch(indptr, indices, data, y, sw, order, batch_size, loss_code,
-               P, M, S, bstate, t0, lr, beta1, beta2, eps, lam_w, lam_v, cnt,
-               batch_loss, batch_weight, decoupled=False):
+def launch_update(sc, grads, dtables, adam, dcoef, dl2, dflags):
+    dP = dtables[0]
+    lanes = lanes_for(dP.shape[1] - 1)
+    update_kernel[blocks(sc.capacity * lanes), TPB](
+        sc, grads, dtables, _hyper(dP.dtype, adam), dcoef, dl2, dflags, lanes)
+
+
+def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam, l2,
+               batch_sums):
     """Same contract as fmnumba.cpu.adam_epoch; returns (t, n_batches_done).
 
-    Host arrays in; P, M, S, bstate, batch_loss, batch_weight are updated in
-    place once, at the end (one device→host copy per epoch). cnt (the CPU
-    kernel's scratch) is not used. X, y, sw, λ stay cached on the device.
+    Host arrays in; the tables, intercept and batch_sums are updated in
+    place once, at the end (one device→host copy per epoch). X, y, sw and
+    the L2 strengths stay cached on the device.
     """
     n = order.shape[0]
+    P = tables[0]
     dt = P.dtype
     k = P.shape[1] - 1
     n_batches = -(-n // batch_size) if n else 0
     if n_batches == 0:
         return t0, 0
+    adam = (float(adam[0]), float(adam[1]), float(adam[2]), float(adam[3]), bool(adam[4]))
     order = np.ascontiguousarray(order, dtype=np.int64)
-    eoff = batch_offsets(indptr, order)
+    eoff = batch_offsets(X[0], order)
     bounds = np.minimum(np.arange(n_batches + 1, dtype=np.int64) * batch_size, n)
     max_nnz = int(np.max(eoff[bounds[1:]] - eoff[bounds[:-1]]))
     nb_max = min(batch_size, n)
-    dX = (data_to_device(indptr), data_to_device(indices), data_to_device(data))
+    dX = csr_to_device(X)
     dy, dsw = data_to_device(y), data_to_device(sw)
-    dlw, dlv = data_to_device(lam_w), data_to_device(lam_v)
-    dP, dM, dS = param_to_device(P), param_to_device(M), param_to_device(S)
-    dbst = param_to_device(bstate)
+    dl2 = (data_to_device(l2[0]), data_to_device(l2[1]))
+    dtables = tuple(param_to_device(a) for a in tables)
+    dintercept = param_to_device(intercept)
     dorder, deoff = cuda.to_device(order), cuda.to_device(eoff)
-    dyhat = cuda.device_array(nb_max, dt)
-    dQ = cuda.device_array((nb_max, k), dt)
-    dG = cuda.device_array(nb_max, dt)
-    dL = cuda.device_array(nb_max, np.float64)
-    dbl = cuda.to_device(np.zeros(n_batches))
-    dbw = cuda.to_device(np.zeros(n_batches))
-    dhalt = cuda.to_device(np.zeros(1, np.int32))
-    ddone = cuda.to_device(np.zeros(1, np.int64))
-    dinv = cuda.device_array(1, dt)
-    sc = Scratch(P.shape[0], max_nnz, dt)
+    dout = (cuda.device_array(nb_max, dt), cuda.device_array((nb_max, k), dt),
+            cuda.device_array(nb_max, dt), cuda.device_array(nb_max, np.float64))
+    dsums = (cuda.to_device(np.zeros(n_batches)), cuda.to_device(np.zeros(n_batches)))
+    dflags = cuda.to_device(np.zeros(2, np.int32))    # [diverged, batch idle]
+    dcounts = cuda.to_device(np.zeros(2, np.int64))   # [batches done, steps taken]
+    dbias = cuda.to_device(_bias(adam, int(t0), n_batches))
+    dcoef = cuda.device_array(3, dt)
+    hyper64 = adam[:4]
+    sc = Scratch.empty(P.shape[0], max_nnz, dt)
     for b in range(n_batches):
         start = int(bounds[b])
-        nb = int(bounds[b + 1]) - start
-        t = t0 + b + 1          # the step this batch takes if none before halted
-        bc1 = 1.0 - beta1 ** t
-        bc2 = 1.0 - beta2 ** t
-        launch_forward(dX, dy, dsw, dorder, start, nb, loss_code, dbst, dP, dyhat, dQ,
-                       dG, dL, dhalt, sc.nu)
-        reduce_kernel[1, TPB](dG, dL, dsw, dorder, start, nb, b, dbst, float(beta1),
-                              float(beta2), float(eps), float(lr), bc1, bc2, dbl, dbw,
-                              dhalt, ddone, dinv)
-        launch_transpose(dX, dorder, deoff, start, nb, sc, dhalt)
-        launch_update(sc, dG, dsw, dorder, start, dQ, dinv, dP, dM, dS,
-                      _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2, decoupled), dlw, dlv,
-                      dhalt)
-    done = int(ddone.copy_to_host()[0])
-    batch_loss[:n_batches] = dbl.copy_to_host()
-    batch_weight[:n_batches] = dbw.copy_to_host()
-    for dev, host in ((dP, P), (dM, M), (dS, S), (dbst, bstate)):
+        batch = (dorder, start, int(bounds[b + 1]) - start)
+        launch_forward(dX, dy, dsw, batch, loss_code, dintercept, dtables[0], dout, dflags,
+                       sc.nu)
+        reduce_kernel[1, TPB](dout, dsw, batch, b, dintercept, hyper64, dbias, dcoef, dsums,
+                              dflags, dcounts)
+        launch_transpose(dX, batch, deoff, sc, dflags)
+        launch_update(sc, (dout[2], dout[1], dsw, dorder, start), dtables, adam, dcoef, dl2,
+                      dflags)
+    done, steps = (int(v) for v in dcounts.copy_to_host())
+    batch_sums[0][:n_batches] = dsums[0].copy_to_host()
+    batch_sums[1][:n_batches] = dsums[1].copy_to_host()
+    for dev, host in zip(dtables + (dintercept,), tuple(tables) + (intercept,)):
         param_to_host(dev, host)
-    return t0 + done, done
+    return t0 + steps, done
 
 
-def adam_update(uniq, n_uniq, starts, ent_row, ent_val, G, sb, Q, inv_s,
-                P, M, S, lr, beta1, beta2, eps, bc1, bc2, lam_w, lam_v, decoupled=False):
-    """Same contract as fmnumba.cpu.adam_update (CPU transpose layout in,
-    P, M, S updated in place); runs the device update kernel."""
+def adam_update(T, n_uniq, batch, inv_s, tables, adam, t, l2):
+    """Same contract as fmnumba.cpu.adam_update (the CPU transpose layout in,
+    the tables updated in place); runs the device update kernel."""
     if n_uniq == 0:
         return
+    P = tables[0]
     dt = P.dtype
-    n_ent = int(starts[n_uniq])
-
-    class _L:   # the device layout of transpose.Scratch, built from the CPU one
-        pass
-    sc = _L()
-    sc.uniq = cuda.to_device(np.ascontiguousarray(uniq[:n_uniq], dtype=np.int32))
-    sc.nu = cuda.to_device(np.array([n_uniq, n_ent], dtype=np.int32))
-    sc.starts = cuda.to_device(np.ascontiguousarray(starts[:n_uniq], dtype=np.int32))
-    sc.lens = cuda.to_device(np.diff(starts[:n_uniq + 1]).astype(np.int32))
-    sc.seg = cuda.to_device(np.arange(max(n_ent, 1), dtype=np.int32))
-    sc.ent_row = cuda.to_device(np.ascontiguousarray(ent_row[:max(n_ent, 1)], dtype=np.int32))
-    sc.ent_val = cuda.to_device(np.ascontiguousarray(ent_val[:max(n_ent, 1)]))
-    sc.max_nnz = n_uniq
-    nb = G.shape[0]
-    dP, dM, dS = cuda.to_device(P), cuda.to_device(M), cuda.to_device(S)
-    launch_update(sc, cuda.to_device(G), cuda.to_device(np.ascontiguousarray(sb)),
-                  cuda.to_device(np.arange(nb, dtype=np.int64)), 0,
-                  cuda.to_device(np.ascontiguousarray(Q)),
-                  cuda.to_device(np.array([inv_s], dtype=dt)), dP, dM, dS,
-                  _adam_consts(dt, lr, beta1, beta2, eps, bc1, bc2, decoupled),
-                  cuda.to_device(np.ascontiguousarray(lam_w)),
-                  cuda.to_device(np.ascontiguousarray(lam_v)),
-                  cuda.to_device(np.zeros(1, np.int32)))
-    for dev, host in ((dP, P), (dM, M), (dS, S)):
+    G, sb, Q = batch
+    _, beta1, beta2, _, _ = adam
+    lr = float(adam[0])
+    bc1 = 1.0 - float(beta1) ** float(t)
+    bc2 = 1.0 - float(beta2) ** float(t)
+    sc = Scratch.from_host(T, n_uniq, P.shape[0])
+    dtables = tuple(cuda.to_device(a) for a in tables)
+    grads = (cuda.to_device(np.ascontiguousarray(G)), cuda.to_device(np.ascontiguousarray(Q)),
+             cuda.to_device(np.ascontiguousarray(sb)),
+             cuda.to_device(np.arange(G.shape[0], dtype=np.int64)), 0)
+    coef = cuda.to_device(np.array([inv_s, lr / bc1, 1.0 / np.sqrt(bc2)]).astype(dt))
+    launch_update(sc, grads, dtables, adam, coef,
+                  tuple(cuda.to_device(np.ascontiguousarray(a)) for a in l2),
+                  cuda.to_device(np.zeros(2, np.int32)))
+    for dev, host in zip(dtables, tables):
         param_to_host(dev, host)

@@ -18,19 +18,26 @@ Atomics decide only *where* a feature's slot and segment live, never what a
 segment holds once sorted, so every feature's gradient is summed in batch
 order by the one thread group that owns it: the Adam update is deterministic
 (bit-identical from run to run) without float atomics. nu = [n_distinct,
-n_placed] is reset by the forward kernel of the batch.
+n_placed] is reset by the forward kernel of the batch. Every kernel does
+nothing while _row.idle(flags) (a diverged or zero-weight batch).
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import cuda
 
-from ._device import TPB, blocks, data_to_device
+from ._device import TPB, blocks, csr_to_device
+from ._row import idle
 
 
 @cuda.jit
-def gather_kernel(indptr, indices, data, order, eoff, start, nb, cnt, slot, uniq,
-                  nu, ent_row, ent_val, halt):
+def gather_kernel(X, batch, eoff, sc, flags):
+    indptr, indices, data = X
+    order, start, nb = batch
+    cnt, slot, uniq, nu, ent_row, ent_val = sc.cnt, sc.slot, sc.uniq, sc.nu, sc.ent_row, \
+        sc.ent_val
     i = cuda.grid(1)
-    if i >= nb or halt[0] != 0:
+    if i >= nb or idle(flags):
         return
     r = order[start + i]
     p0 = indptr[r]
@@ -49,39 +56,41 @@ def gather_kernel(indptr, indices, data, order, eoff, start, nb, cnt, slot, uniq
 
 
 @cuda.jit
-def reserve_kernel(uniq, nu, cnt, starts, lens, cursor, halt):
+def reserve_kernel(sc, flags):
     a = cuda.grid(1)
-    if halt[0] != 0 or a >= nu[0]:
+    if idle(flags) or a >= sc.nu[0]:
         return
-    c = cnt[uniq[a]]
-    s = cuda.atomic.add(nu, 1, c)
-    starts[a] = s
-    lens[a] = c
-    cursor[a] = s
+    c = sc.cnt[sc.uniq[a]]
+    s = cuda.atomic.add(sc.nu, 1, c)
+    sc.starts[a] = s
+    sc.lens[a] = c
+    sc.cursor[a] = s
 
 
 @cuda.jit
-def place_kernel(indptr, indices, data, order, eoff, start, nb, slot, cursor, seg,
-                 halt):
+def place_kernel(X, batch, eoff, sc, flags):
+    indptr, indices, data = X
+    order, start, nb = batch
     i = cuda.grid(1)
-    if i >= nb or halt[0] != 0:
+    if i >= nb or idle(flags):
         return
     r = order[start + i]
     p0 = indptr[r]
     base = eoff[start + i] - eoff[start] - p0
     for p in range(p0, indptr[r + 1]):
         if data[p] != 0:
-            pos = cuda.atomic.add(cursor, slot[indices[p]], 1)
-            seg[pos] = base + p
+            pos = cuda.atomic.add(sc.cursor, sc.slot[indices[p]], 1)
+            sc.seg[pos] = base + p
 
 
 @cuda.jit
-def sort_kernel(uniq, nu, cnt, starts, lens, seg, halt):
+def sort_kernel(sc, flags):
     a = cuda.grid(1)
-    if halt[0] != 0 or a >= nu[0]:
+    if idle(flags) or a >= sc.nu[0]:
         return
-    lo = starts[a]
-    n = lens[a]
+    seg = sc.seg
+    lo = sc.starts[a]
+    n = sc.lens[a]
     # Shell sort (gaps 4^m·3 + 1 ... 1); segments are short except for hot
     # features, and the entries of distinct rows are distinct, so the order
     # is unique.
@@ -97,38 +106,62 @@ def sort_kernel(uniq, nu, cnt, starts, lens, seg, halt):
                 w -= gap
             seg[w] = v
         gap //= 3
-    cnt[uniq[a]] = 0
+    sc.cnt[sc.uniq[a]] = 0
 
 
-class Scratch:
-    """Device scratch for the transpose of batches of up to max_nnz entries
-    over n_features features (cnt all zero between batches)."""
+class Scratch(namedtuple("Scratch", "cnt slot uniq nu starts lens cursor seg ent_row ent_val")):
+    """Device buffers of one transposed batch, a tuple the kernels take whole.
 
-    def __init__(self, n_features, max_nnz, dtype):
+    cnt, slot (n_features,) int32: entries per feature (all zero between
+    batches) and its slot; uniq, starts, lens (max_nnz,) int32: the distinct
+    features, their segments' offsets and lengths in seg; nu = [n_distinct,
+    n_placed]; cursor: the place kernel's write positions; seg: entry numbers
+    grouped by feature; ent_row, ent_val: position in batch and x of entry e.
+    """
+    __slots__ = ()
+
+    @classmethod
+    def empty(cls, n_features, max_nnz, dtype):
+        """Scratch for batches of up to max_nnz entries over n_features features."""
         m = max(1, max_nnz)
-        self.cnt = cuda.to_device(np.zeros(max(1, n_features), np.int32))
-        self.slot = cuda.device_array(max(1, n_features), np.int32)
-        self.uniq = cuda.device_array(m, np.int32)
-        self.starts = cuda.device_array(m, np.int32)
-        self.lens = cuda.device_array(m, np.int32)
-        self.cursor = cuda.device_array(m, np.int32)
-        self.seg = cuda.device_array(m, np.int32)
-        self.ent_row = cuda.device_array(m, np.int32)
-        self.ent_val = cuda.device_array(m, dtype)
-        self.nu = cuda.to_device(np.zeros(2, np.int32))
-        self.max_nnz = m
+        f = max(1, n_features)
+        return cls(cuda.to_device(np.zeros(f, np.int32)), cuda.device_array(f, np.int32),
+                   cuda.device_array(m, np.int32), cuda.to_device(np.zeros(2, np.int32)),
+                   cuda.device_array(m, np.int32), cuda.device_array(m, np.int32),
+                   cuda.device_array(m, np.int32), cuda.device_array(m, np.int32),
+                   cuda.device_array(m, np.int32), cuda.device_array(m, dtype))
+
+    @classmethod
+    def from_host(cls, T, n_uniq, n_features):
+        """The device layout of a batch transposed by the CPU's transpose_batch
+        (T = (uniq, starts, ent_row, ent_val), n_uniq distinct features)."""
+        uniq, starts, ent_row, ent_val = T
+        n_ent = int(starts[n_uniq])
+        m = max(n_ent, 1)
+
+        def dev(a, dtype=np.int32):
+            return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
+        return cls(cuda.to_device(np.zeros(max(1, n_features), np.int32)),
+                   cuda.device_array(max(1, n_features), np.int32),
+                   dev(uniq[:max(n_uniq, 1)]), dev([n_uniq, n_ent]),
+                   dev(starts[:max(n_uniq, 1)]), dev(np.diff(starts[:n_uniq + 1])),
+                   cuda.device_array(m, np.int32), dev(np.arange(m)), dev(ent_row[:m]),
+                   dev(ent_val[:m], ent_val.dtype))
+
+    @property
+    def capacity(self):
+        """The most entries (and distinct features) a batch may have."""
+        return self.seg.shape[0]
 
 
-def launch_transpose(dX, dorder, deoff, start, nb, sc, dhalt):
-    """Kernels 1-4 for the batch order[start:start+nb] (stream-ordered)."""
-    g = blocks(nb)
-    u = blocks(sc.max_nnz)
-    gather_kernel[g, TPB](dX[0], dX[1], dX[2], dorder, deoff, start, nb, sc.cnt,
-                          sc.slot, sc.uniq, sc.nu, sc.ent_row, sc.ent_val, dhalt)
-    reserve_kernel[u, TPB](sc.uniq, sc.nu, sc.cnt, sc.starts, sc.lens, sc.cursor, dhalt)
-    place_kernel[g, TPB](dX[0], dX[1], dX[2], dorder, deoff, start, nb, sc.slot,
-                         sc.cursor, sc.seg, dhalt)
-    sort_kernel[u, TPB](sc.uniq, sc.nu, sc.cnt, sc.starts, sc.lens, sc.seg, dhalt)
+def launch_transpose(dX, batch, deoff, sc, dflags):
+    """Kernels 1-4 for batch = (device order, start, nb) (stream-ordered)."""
+    g = blocks(batch[2])
+    u = blocks(sc.capacity)
+    gather_kernel[g, TPB](dX, batch, deoff, sc, dflags)
+    reserve_kernel[u, TPB](sc, dflags)
+    place_kernel[g, TPB](dX, batch, deoff, sc, dflags)
+    sort_kernel[u, TPB](sc, dflags)
 
 
 def batch_offsets(indptr, order):
@@ -139,7 +172,7 @@ def batch_offsets(indptr, order):
     return eoff
 
 
-def transpose_batch(indptr, indices, data, rows, cnt, uniq, starts, ent_row, ent_val):
+def transpose_batch(X, rows, cnt, T):
     """Same contract and output as fmnumba.cpu.transpose_batch.
 
     Runs the device transpose, then lays the result out on the host in the
@@ -147,18 +180,17 @@ def transpose_batch(indptr, indices, data, rows, cnt, uniq, starts, ent_row, ent
     exactly. The training path (adam.py) uses the device layout directly.
     Returns u, the number of distinct features.
     """
+    uniq, starts, ent_row, ent_val = T
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     nb = rows.shape[0]
-    eoff = batch_offsets(indptr, rows)
-    n_ent = int(eoff[-1])
-    sc = Scratch(cnt.shape[0], n_ent, np.asarray(data).dtype)
-    dX = (data_to_device(indptr), data_to_device(indices), data_to_device(data))
-    dhalt = cuda.to_device(np.zeros(1, np.int32))
+    eoff = batch_offsets(X[0], rows)
+    sc = Scratch.empty(cnt.shape[0], int(eoff[-1]), np.asarray(X[2]).dtype)
     if nb:
-        launch_transpose(dX, cuda.to_device(rows), cuda.to_device(eoff), 0, nb, sc, dhalt)
+        launch_transpose(csr_to_device(X), (cuda.to_device(rows), 0, nb), cuda.to_device(eoff),
+                         sc, cuda.to_device(np.zeros(2, np.int32)))
     u = int(sc.nu.copy_to_host()[0])
+    starts[0] = 0
     if u == 0:
-        starts[0] = 0
         return 0
     d_uniq = sc.uniq.copy_to_host()[:u]
     d_starts = sc.starts.copy_to_host()[:u]
@@ -169,7 +201,6 @@ def transpose_batch(indptr, indices, data, rows, cnt, uniq, starts, ent_row, ent
     first = seg[d_starts]                  # sorted segments: first entry = first appearance
     perm = np.argsort(first, kind="stable")
     uniq[:u] = d_uniq[perm]
-    starts[0] = 0
     np.cumsum(d_lens[perm], out=starts[1:u + 1])
     pos = 0
     for a in perm:
