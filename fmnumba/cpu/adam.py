@@ -19,6 +19,8 @@ Semantics (mirrored exactly by tests/naive.py):
   (not bias-corrected) step size: p ← p − lr·(m̂/(√ŝ + ε)) − lr·λ·p, as
   AdamW does (Loshchilov & Hutter), lazily: untouched rows do not decay.
 """
+import threading
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -31,60 +33,6 @@ from .forward import forward_batch
 from .transpose import transpose_batch
 
 N_SPLIT = 64  # interleaved work units per update: spreads hot features
-
-
-@njit(inline="always", fastmath=FASTMATH, nogil=True)
-def _adam_row(a, a_next, gq, T, batch, tables, coef, l2):
-    """Gradient and Adam update of row uniq[a] (see adam_update); the P, M
-    and S rows of uniq[a_next] (a_next >= 0) are prefetched. gq (k,) is
-    scratch; coef is _coefficients' tuple."""
-    uniq, starts, ent_row, ent_val = T
-    G, sb, Q = batch
-    P, M, S = tables
-    lam_w, lam_v = l2
-    beta1, beta2, one_m_beta1, one_m_beta2, step, inv_sqrt_bc2, eps, inv_s, \
-        l2_in_grad, decay = coef
-    k = P.shape[1] - 1
-    t = P.dtype.type
-    if a_next >= 0:  # a row this thread updates later: overlap its misses with this one
-        jn = uniq[a_next]
-        prefetch_row(P, jn)
-        prefetch_row(M, jn)
-        prefetch_row(S, jn)
-    j = uniq[a]
-    gw = t(0)
-    gx2 = t(0)
-    s_touch = t(0)  # Σ s_r over the batch rows touching j: the L2 term's weight
-    for f in range(k):
-        gq[f] = t(0)
-    for e in range(starts[a], starts[a + 1]):
-        i = ent_row[e]
-        x = ent_val[e]
-        gx = G[i] * x
-        gw += gx
-        gx2 += gx * x
-        s_touch += sb[i]
-        for f in range(k):
-            gq[f] += gx * Q[i, f]
-    lw = l2_of(lam_w, j)
-    lv = l2_of(lam_v, j)
-    reg_w = l2_in_grad * lw * s_touch
-    reg_v = l2_in_grad * lv * s_touch
-    decay_w = decay * lw
-    decay_v = decay * lv
-    for col in range(k + 1):
-        p = P[j, col]
-        if col == 0:
-            g = (gw + reg_w * p) * inv_s
-            d = decay_w
-        else:
-            g = (gq[col - 1] - p * gx2 + reg_v * p) * inv_s
-            d = decay_v
-        m = beta1 * M[j, col] + one_m_beta1 * g
-        s = beta2 * S[j, col] + one_m_beta2 * g * g
-        M[j, col] = m
-        S[j, col] = s
-        P[j, col] = p - step * m / (np.sqrt(s) * inv_sqrt_bc2 + eps) - d * p
 
 
 @njit(inline="always", fastmath=FASTMATH, nogil=True)
@@ -111,13 +59,25 @@ def update_and_transpose(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, 
     """adam_update of this batch, and transpose_batch of the next one
     (next_rows; none when empty) into next_T, at the same time.
 
-    One thread transposes first; the Adam rows are handed out in N_SPLIT
-    interleaved units through the work counter counters[0] (int64 (2,)), so
-    the other threads take on the units it would have done. counters[1]
-    receives the next batch's number of distinct features. Results are those
-    of adam_update followed by transpose_batch, whatever the thread count.
+    coef is _coefficients' tuple. One thread transposes first; the Adam rows
+    are handed out in N_SPLIT interleaved units (unit c: the rows uniq[a],
+    a = c, c + N_SPLIT, ...) through the work counter counters[0] (int64
+    (2,)), so the other threads take on the units it would have done.
+    counters[1] receives the next batch's number of distinct features.
+    Results are those of adam_update followed by transpose_batch, whatever
+    the thread count.
     """
-    P = tables[0]
+    # The arrays enter the parallel region one by one, not in tuples, and
+    # the row update is written out in its body: tuples of arrays handed to
+    # an inlined helper there cost the update several per cent.
+    uniq, starts, ent_row, ent_val = T
+    G, sb, Q = batch
+    P, M, S = tables
+    lam_w, lam_v = l2
+    beta1, beta2, one_m_beta1, one_m_beta2, step, inv_sqrt_bc2, eps, inv_s, \
+        l2_in_grad, decay = coef
+    k = P.shape[1] - 1
+    t = P.dtype.type
     # Prefetch the rows this thread updates `ahead` rows later: a row that
     # fits a cache line leaves room for more in flight than a long one.
     ahead = (4 if P.shape[1] * P.itemsize <= 64 else 2) * N_SPLIT
@@ -130,11 +90,46 @@ def update_and_transpose(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, 
             counters[1] = transpose_batch(X, next_rows, cnt, next_T)
         c = fetch_add(counters, 0, 1)
         if c < N_SPLIT:  # most iterations find the units all taken: no scratch for them
-            gq = np.empty(P.shape[1] - 1, dtype=P.dtype)
+            gq = np.empty(k, dtype=P.dtype)
             while c < N_SPLIT:
                 for a in range(c, n_uniq, N_SPLIT):
-                    a_next = a + ahead if a + ahead < n_uniq else -1
-                    _adam_row(a, a_next, gq, T, batch, tables, coef, l2)
+                    if a + ahead < n_uniq:  # a row updated later: overlap its misses
+                        jn = uniq[a + ahead]
+                        prefetch_row(P, jn)
+                        prefetch_row(M, jn)
+                        prefetch_row(S, jn)
+                    j = uniq[a]
+                    gw = t(0)
+                    gx2 = t(0)
+                    s_touch = t(0)  # Σ s_r over the rows touching j: the L2 term's weight
+                    for f in range(k):
+                        gq[f] = t(0)
+                    for e in range(starts[a], starts[a + 1]):
+                        i = ent_row[e]
+                        x = ent_val[e]
+                        gx = G[i] * x
+                        gw += gx
+                        gx2 += gx * x
+                        s_touch += sb[i]
+                        for f in range(k):
+                            gq[f] += gx * Q[i, f]
+                    lw = l2_of(lam_w, j)
+                    lv = l2_of(lam_v, j)
+                    reg_w = l2_in_grad * lw * s_touch
+                    reg_v = l2_in_grad * lv * s_touch
+                    for col in range(k + 1):
+                        p = P[j, col]
+                        if col == 0:
+                            g = (gw + reg_w * p) * inv_s
+                            d = decay * lw
+                        else:
+                            g = (gq[col - 1] - p * gx2 + reg_v * p) * inv_s
+                            d = decay * lv
+                        m = beta1 * M[j, col] + one_m_beta1 * g
+                        s = beta2 * S[j, col] + one_m_beta2 * g * g
+                        M[j, col] = m
+                        S[j, col] = s
+                        P[j, col] = p - step * m / (np.sqrt(s) * inv_sqrt_bc2 + eps) - d * p
                 c = fetch_add(counters, 0, 1)
 
 
@@ -158,9 +153,23 @@ def adam_update(T, n_uniq, batch, inv_s, tables, adam, t, l2):
     owned by one thread, so results do not depend on the thread count.
     """
     none = np.empty(0, dtype=np.int64)  # no next batch: the CSR and next_T go unread
-    coef = _coefficients(tables[0], _adam_hyper(adam), t, inv_s)
+    dt = tables[0].dtype.type  # (returned to Python as floats: back to P's dtype, exactly)
+    coef = tuple(dt(c) for c in _coefficients(tables[0], _adam_hyper(adam), t, inv_s))
     update_and_transpose(T, n_uniq, batch, tables, coef, l2, (none, T[0], T[3]), none, none,
                          T, np.zeros(2, np.int64))
+
+
+_scratch = threading.local()
+
+
+def _feature_counts(n_features):
+    """An all-zero int64 (n_features,) array for transpose_batch, kept by the
+    calling thread from one epoch to the next (the kernels leave it all
+    zero): a fresh one would cost each epoch a memset and page faults."""
+    cnt = getattr(_scratch, "cnt", None)
+    if cnt is None or cnt.shape[0] != n_features:
+        cnt = _scratch.cnt = np.zeros(n_features, dtype=np.int64)
+    return cnt
 
 
 def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam, l2,
@@ -173,12 +182,12 @@ def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, ad
     """
     numba.get_num_threads()
     return _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0,
-                       _adam_hyper(adam), l2, batch_sums)
+                       _adam_hyper(adam), l2, batch_sums, _feature_counts(tables[0].shape[0]))
 
 
 @kernel()
 def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam, l2,
-                batch_sums):
+                batch_sums, cnt):
     """One epoch of mini-batch lazy Adam over the rows of X = (indptr,
     indices, data) in the given order.
 
@@ -190,7 +199,8 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
     batch_sums = (batch_loss, batch_weight): entry b receives batch b's Σ s·ℓ
     and Σ s (measured before its update). A batch whose weights sum to 0
     is counted as done but takes no step (t unchanged). Stops before
-    updating on the first non-finite batch loss. Returns (t, n_batches_done).
+    updating on the first non-finite batch loss. cnt (n_features,) int64 is
+    zero scratch, left zero. Returns (t, n_batches_done).
     """
     indptr, indices, data = X
     P = tables[0]
@@ -207,7 +217,6 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
     G = np.empty(nb_max, dtype=dt)
     L = np.empty(nb_max, dtype=np.float64)
     sb = np.empty(nb_max, dtype=dt)
-    cnt = np.zeros(P.shape[0], dtype=np.int64)
     max_nnz = 0
     for start in range(0, n, batch_size):
         tot = 0

@@ -6,19 +6,6 @@ from ..losses import loss_grad, loss_value
 from ._prefetch import prefetch_csr_ahead
 from ._row import row_forward
 
-
-@njit(inline="always", fastmath=FASTMATH, nogil=True)
-def _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, out):
-    yhat, Q, G, L = out
-    r = rows[i]
-    rn = rows[i + 1] if i + 1 < rows.shape[0] else -1
-    prefetch_csr_ahead(rows, i, rows.shape[0], indptr, indices, data, y, sw)
-    yh = w0 + row_forward(indptr, indices, data, P, r, Q[i], rn)
-    yhat[i] = yh
-    G[i] = sw[r] * loss_grad(loss_code, yh, y[r])
-    L[i] = sw[r] * loss_value(loss_code, yh, y[r])
-
-
 N_CHUNKS = 64  # contiguous runs of rows, as a static prange over rows would give
 
 
@@ -40,10 +27,18 @@ def forward_batch(X, y, sw, rows, loss_code, w0, P, out):
 # Not inlined into the prange body: Numba compiles a parallel loop's body
 # twice, so one call per chunk keeps a first fit's cold compile shorter at the
 # same speed. (Adam's update is slower split out the same way: there the
-# parallel body's no-alias arguments matter, so it stays inline.)
+# parallel body's no-alias arguments matter, so it is written out in place.)
 @njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
 def _forward_rows(lo, hi, X, y, sw, rows, loss_code, w0, P, out):
-    """_forward_one for batch positions lo <= i < hi."""
+    """forward_batch for batch positions lo <= i < hi."""
     indptr, indices, data = X
+    yhat, Q, G, L = out
+    nb = rows.shape[0]
     for i in range(lo, hi):
-        _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, out)
+        r = rows[i]
+        rn = rows[i + 1] if i + 1 < nb else -1
+        prefetch_csr_ahead(rows, i, nb, indptr, indices, data, y, sw)
+        yh = w0 + row_forward(indptr, indices, data, P, r, Q[i], rn)
+        yhat[i] = yh
+        G[i] = sw[r] * loss_grad(loss_code, yh, y[r])
+        L[i] = sw[r] * loss_value(loss_code, yh, y[r])
