@@ -12,8 +12,8 @@ Per batch, seven stream-ordered launches and no host synchronisation:
 forward (ŷ, q, s·g, s·ℓ per row) → reduce (one block: Σ s·ℓ, Σ s, Σ s·g in
 float64 in a fixed order; records the batch loss, checks finiteness and
 raises the device halt flag, or marks a zero-weight batch idle, or counts
-the step, writes its coefficients and updates the intercept) → transpose (4 kernels,
-transpose.py) → update (a group of `lanes` threads per distinct feature;
+the step, writes its coefficients and updates the intercept) → transpose
+(4 kernels, transpose.py) → update (a group of `lanes` threads per distinct feature;
 lane l owns columns l, l + lanes, ... of that feature's row, sums its
 gradient over the feature's entries in batch order and applies Adam).
 
