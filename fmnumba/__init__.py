@@ -3,9 +3,6 @@
 Importing the package compiles nothing: kernels compile on first use and are
 cached on disk.
 """
-# backend first: it installs the import hook that keeps fmnumba.cuda importable
-# beside numba-cuda (see backend.py)
-from . import backend  # noqa: F401,I001
 from .estimators import FMClassifier, FMRegressor
 from .io import ModelFileError, load
 from .training import DivergenceError
