@@ -3,16 +3,15 @@ their test figures beside a trivial baseline and the planted model's."""
 import sys
 import time
 
-import numpy as np
-
-from ..datasets import make_clicks, make_ratings
-from ..estimators import FMClassifier, FMRegressor
-
 
 def run_demo(n_jobs=None, seed=0, quick=False, out=None):
     """The ``fmnumba demo`` run; returns a dict of the figures it prints."""
     import numba
+    import numpy as np
     from sklearn.metrics import log_loss, roc_auc_score
+
+    from ..datasets import make_clicks, make_ratings
+    from ..estimators import FMClassifier, FMRegressor
 
     out = out or sys.stdout
     n = 20_000 if quick else 100_000
