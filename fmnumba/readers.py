@@ -602,29 +602,41 @@ class RatingEncoder(BaseEstimator):
                 off += enc.n_columns
         return out
 
-    def transform(self, users, items=None):
-        """Return the CSR matrix of shape (n, n_output_features_)."""
+    def _check_fitted(self):
         if not hasattr(self, "user_index_"):
             from sklearn.exceptions import NotFittedError
             raise NotFittedError("RatingEncoder is not fitted yet; call fit first")
+
+    def transform_side(self, ids, side):
+        """The columns of one side only: for side="user" the user one-hot
+        and user attribute entries of each id, for "item" the item ones.
+        CSR of shape (len(ids), n_output_features_); a (user, item) row of
+        :meth:`transform` is the sum of the two sides' rows."""
+        self._check_fitted()
+        if side not in ("user", "item"):
+            raise ValueError(f"side must be 'user' or 'item', got {side!r}")
+        ids = _as_list(ids)
+        n = len(ids)
+        index = self.user_index_ if side == "user" else self.item_index_
+        off = 0 if side == "user" else self.n_users_
+        col = np.fromiter((_safe_get(index.get, k) for k in ids), dtype=np.int64, count=n)
+        known = col >= 0
+        indptr = np.concatenate([[0], np.cumsum(known)])
+        X = _build_csr(indptr, col[known] + off, np.ones(int(known.sum()), self.dtype), n,
+                       self.n_output_features_, self.dtype)
+        for boff, enc, bside in self._blocks():
+            if bside == (0 if side == "user" else 1):
+                ip, c, v = enc.lookup([str(k) for k in ids])
+                X = _canonical(X + _build_csr(ip, c + boff, v, n, self.n_output_features_,
+                                              self.dtype), self.dtype)
+        return X
+
+    def transform(self, users, items=None):
+        """Return the CSR matrix of shape (n, n_output_features_)."""
+        self._check_fitted()
         u, i = self._pair(users, items)
-        n = len(u)
-        uget, iget = self.user_index_.get, self.item_index_.get
-        ucol = np.fromiter((_safe_get(uget, k) for k in u), dtype=np.int64, count=n)
-        icol = np.fromiter((_safe_get(iget, k) for k in i), dtype=np.int64, count=n)
-        mask = np.stack([ucol >= 0, icol >= 0], axis=1)
-        cols = np.stack([ucol, icol + self.n_users_], axis=1)[mask]
-        indptr = np.concatenate([[0], np.cumsum(mask.sum(axis=1))])
-        data = np.ones(cols.size, dtype=self.dtype)
-        X = _build_csr(indptr, cols, data, n, self.n_output_features_, self.dtype)
-        blocks = self._blocks()
-        if not blocks:
-            return X
-        parts = [X]
-        for off, enc, side in blocks:
-            ip, c, v = enc.lookup([str(k) for k in (u if side == 0 else i)])
-            parts.append(_build_csr(ip, c + off, v, n, self.n_output_features_, self.dtype))
-        return _canonical(sum(parts[1:], parts[0]), self.dtype)
+        X = self.transform_side(u, "user") + self.transform_side(i, "item")
+        return _canonical(X, self.dtype)
 
     def fit_transform(self, users, items=None, y=None):
         """Fit, then transform the same pairs."""

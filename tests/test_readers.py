@@ -342,7 +342,8 @@ def test_rating_encoder_errors():
 def test_rating_encoder_clone():
     from sklearn.base import clone
     enc = clone(RatingEncoder(dtype=np.float64))
-    assert enc.get_params() == {"dtype": np.float64}
+    assert enc.get_params() == {"dtype": np.float64, "user_features": None,
+                                "item_features": None}
 
 
 def test_load_movielens_train_test(tmp_path):
