@@ -8,10 +8,12 @@ kernels compile on first call and are cached on disk.
 # beside numba-cuda (see backend.py); it imports nothing heavy
 from . import backend  # noqa: F401,I001
 from ._version import __version__
+# eager, so that the name fmnumba.recommend is the function, not its module
+# (the module imports NumPy and the kernels only when called)
+from .recommend import Recommendations, recommend
 
 _LAZY = {"FMClassifier": "estimators", "FMRegressor": "estimators",
-         "DivergenceError": "training", "ModelFileError": "io", "load": "io",
-         "recommend": "recommend", "Recommendations": "recommend"}
+         "DivergenceError": "training", "ModelFileError": "io", "load": "io"}
 
 __all__ = ["FMClassifier", "FMRegressor", "DivergenceError", "ModelFileError", "load",
            "recommend", "Recommendations", "__version__"]

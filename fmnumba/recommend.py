@@ -11,11 +11,8 @@ from __future__ import annotations
 import numbers
 from typing import NamedTuple
 
-import numpy as np
-import scipy.sparse as sp
-from sklearn.utils.validation import check_is_fitted
-
-from .readers import _id_array
+# NumPy, SciPy and scikit-learn are imported on first call: the package
+# imports this module eagerly (fmnumba.recommend is this function)
 
 
 class Recommendations(NamedTuple):
@@ -27,12 +24,13 @@ class Recommendations(NamedTuple):
         (a regressor's predicted rating; a classifier's decision value,
         which orders items as P(positive) does).
     """
-    users: np.ndarray
-    items: np.ndarray
-    scores: np.ndarray
+    users: "np.ndarray"
+    items: "np.ndarray"
+    scores: "np.ndarray"
 
 
 def _ids(values, what):
+    import numpy as np
     arr = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -42,6 +40,7 @@ def _ids(values, what):
 
 
 def _positions(index, ids, what, vocab_name):
+    import numpy as np
     pos = np.empty(len(ids), dtype=np.int64)
     missing = []
     for n, k in enumerate(ids):
@@ -61,6 +60,9 @@ def _positions(index, ids, what, vocab_name):
 def _exclusion_pairs(exclude, encoder):
     """(user positions, item positions) in the encoder's vocabularies of
     the pairs to leave out; pairs with unknown ids are dropped."""
+    import numpy as np
+    import scipy.sparse as sp
+
     if exclude is None:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     if sp.issparse(exclude):
@@ -101,6 +103,9 @@ def _exclusion_pairs(exclude, encoder):
 def _context_row(context, encoder, n_features):
     """Context as a (1, n_features) CSR; it must be zero on the encoder's
     columns."""
+    import numpy as np
+    import scipy.sparse as sp
+
     if context is None:
         return None
     c = sp.csr_matrix(context, dtype=np.float64) if sp.issparse(context) else \
@@ -143,7 +148,12 @@ def recommend(model, encoder, users, n=10, exclude=None, items=None, context=Non
     (len(users), n), best first (ties: the item listed first among the
     candidates).
     """
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.utils.validation import check_is_fitted
+
     from .cpu.recommend import row_terms, top_n
+    from .readers import _id_array
     from .training import numba_threads
 
     if encoder is None:
