@@ -24,9 +24,9 @@ class Recommendations(NamedTuple):
         (a regressor's predicted rating; a classifier's decision value,
         which orders items as P(positive) does).
     """
-    users: "np.ndarray"
-    items: "np.ndarray"
-    scores: "np.ndarray"
+    users: object  # numpy arrays (NumPy is not imported at module load)
+    items: object
+    scores: object
 
 
 def _ids(values, what):
