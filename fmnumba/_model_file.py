@@ -55,6 +55,8 @@ def _jsonable(name, value):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
+    if isinstance(value, dict):  # groups as {feature-name prefix: group id}
+        return {str(k): _jsonable(name, v) for k, v in value.items()}
     if isinstance(value, (np.ndarray, list, tuple)):
         return [_jsonable(name, v) for v in np.asarray(value).tolist()]
     raise TypeError(f"save: parameter {name}={value!r} cannot be stored in a model file "

@@ -40,6 +40,10 @@ class _Bad(Exception):
     """A field of the file is not what a fit can produce (message: why)."""
 
 
+def _is_count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
+
+
 def _count(meta, key, lo=0):
     v = meta.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= _INT64_MAX:
@@ -75,7 +79,7 @@ def _checked_arrays(arrays, n, k, dtype, has_rng):
     return arrays
 
 
-def _estimator(cls, meta, n, k, dtype):
+def _estimator(cls, meta, n, k, dtype, names):
     """cls built from the file's hyperparameters, checked as fit checks them."""
     if not isinstance(meta.get("params"), dict):
         raise _Bad("params is not a mapping")
@@ -87,7 +91,10 @@ def _estimator(cls, meta, n, k, dtype):
     if unknown:
         raise _Bad(f"unknown parameters {sorted(unknown)}")
     est = cls(**params)
-    if est.groups is not None:
+    if isinstance(est.groups, dict):  # feature-name prefixes -> group ids
+        if not all(_is_count(g) for g in est.groups.values()):
+            raise _Bad("groups maps a prefix to something other than a group id")
+    elif est.groups is not None:
         if not isinstance(est.groups, list):
             raise _Bad("groups is not a list")
         est.groups = np.asarray(est.groups)
@@ -98,7 +105,7 @@ def _estimator(cls, meta, n, k, dtype):
         value = getattr(est, name)
         if isinstance(value, list):
             setattr(est, name, value := np.asarray(value, dtype=np.float64))
-        validation.per_feature_l2(name, value, est.groups, n)
+        validation.per_feature_l2(name, value, est.groups, n, names)
     return est
 
 
@@ -173,15 +180,15 @@ def _build(meta, arrays, size):
     dtype = dtypes[meta["dtype"]]
     n, k = _count(meta, "n_features", 1), _count(meta, "n_factors", 1)
     arrays = _checked_arrays(arrays, n, k, dtype, "rng" in meta)
-    est = _estimator(cls, meta, n, k, dtype)
-    t, n_iter = _count(meta, "t"), _count(meta, "n_iter")
-    if "M" not in arrays and t:
-        raise _Bad(f"Adam step count t={t} without Adam moments")
-    history = _history(meta, n_iter)
     names = meta.get("feature_names_in")
     if names is not None and (not isinstance(names, list) or len(names) != n
                               or not all(isinstance(c, str) for c in names)):
         raise _Bad("feature_names_in is malformed")
+    est = _estimator(cls, meta, n, k, dtype, names)
+    t, n_iter = _count(meta, "t"), _count(meta, "n_iter")
+    if "M" not in arrays and t:
+        raise _Bad(f"Adam step count t={t} without Adam moments")
+    history = _history(meta, n_iter)
     if (cls is FMClassifier) != ("classes" in meta) or ("classes" in meta) != (
             "classes_dtype" in meta):
         raise _Bad("classes are missing or present on a regressor")

@@ -387,3 +387,19 @@ def test_version_1_files_still_load(models, tmp_path):
     m = fmnumba.load(tmp_path / "v1.npz")
     assert np.array_equal(m.predict(X), models["clf_str"].predict(X))
     assert not hasattr(m, "_rng")
+
+
+def test_prefix_groups_round_trip(tmp_path):
+    """groups= as {feature-name prefix: group id} is stored as a mapping and
+    resolved again against the stored feature names."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X.toarray(), columns=[f"{'ab'[j % 2]}{j}" for j in range(X.shape[1])])
+    m = FMRegressor(n_factors=2, max_iter=2, random_state=0, n_jobs=1,
+                    groups={"a": 0, "b": 1}, l2_reg_v=[0.01, 0.1]).fit(df, Y)
+    m.save(tmp_path / "m.npz")
+    m2 = fmnumba.load(tmp_path / "m.npz")
+    assert m2.groups == {"a": 0, "b": 1}
+    assert np.array_equal(m2.predict(df), m.predict(df))
+    m.partial_fit(df, Y)
+    m2.partial_fit(df, Y)
+    assert np.array_equal(m2._state.P, m._state.P)

@@ -239,7 +239,7 @@ def test_cli_group_by_field_with_a_huge_field_id(tmp_path, capsys):
                              "--epochs", "1", "--quiet")
     assert code == 0, err
     code, _, err = cli(capsys, "fit", f, "--task", "c", "--l2-v", "0.1,0.2", "--quiet")
-    assert code == 2 and "2147483647 groups" in err
+    assert code == 2 and "2147483647 fields" in err
 
 
 def test_libffm_field_id_beyond_int32_is_refused(tmp_path):

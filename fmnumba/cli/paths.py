@@ -1,6 +1,7 @@
 """Checks on a command's file paths before any work is done: an output is
 never the same file as an input (or as another output), and can be written;
-a model file is a regular file (a FIFO or device would be read without end)."""
+a model file is a regular file (a FIFO or device would be read without end).
+Imported when a command runs, like the rest of the command code."""
 import os
 
 from .._model_file import file_kind
@@ -62,7 +63,9 @@ def check_fit_paths(args):
                    ("--model's encoder sidecar", model and model + SIDECAR_SUFFIX, True),
                    ("--out", getattr(args, "out", None), False),
                    ("--plot", getattr(args, "plot", None), False)],
-                  [("TRAIN", args.train), ("--test", getattr(args, "test", None))])
+                  [("TRAIN", args.train)] + [(f"--{opt.replace('_', '-')}", getattr(args, opt, None))
+                                             for opt in ("test", "validation", "meta",
+                                                         "user_features", "item_features")])
 
 
 def check_model_input(path):
@@ -83,3 +86,11 @@ def check_predict_paths(args):
     check_outputs([("--out", getattr(args, "out", None), False)],
                   [("MODEL", args.model), ("MODEL's encoder sidecar", args.model + SIDECAR_SUFFIX),
                    ("DATA", args.data)])
+
+
+def check_recommend_paths(args):
+    """recommend's --out against MODEL, its sidecar and the id files."""
+    check_outputs([("--out", getattr(args, "out", None), False)],
+                  [("MODEL", args.model), ("MODEL's encoder sidecar", args.model + SIDECAR_SUFFIX)]
+                  + [(f"--{opt}", getattr(args, opt, None)) for opt in ("users", "items",
+                                                                       "exclude")])
