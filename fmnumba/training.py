@@ -6,13 +6,13 @@ import signal
 import threading
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from ._validation import ADAM_SOLVERS
+from ._validation import ADAM_SOLVERS, check_n_jobs
 from .losses import loss_numpy
 
 
@@ -139,6 +139,7 @@ def kernel_weights(sw, solver, dtype, rows=None):
 @contextmanager
 def numba_threads(n_jobs):
     """Set Numba's thread count for the block and restore it afterwards."""
+    check_n_jobs(n_jobs)  # set_params after fit is not validated until here
     if n_jobs is None:
         yield numba.get_num_threads()
         return
@@ -156,8 +157,8 @@ def predict_raw(kern, X, state):
     out = np.empty(X.shape[0], dtype=state.P.dtype)
     if X.shape[0]:
         with _serial_if_unsafe():
-            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bias_state[0]),
-                             state.P, out)
+            kern.predict_csr((X.indptr, X.indices, X.data),
+                             state.P.dtype.type(state.bias_state[0]), state.P, out)
     return out
 
 
@@ -203,7 +204,7 @@ def epoch_learning_rate(cfg, epoch):
     return cfg.learning_rate / (1.0 + cfg.lr_decay * epoch)
 
 
-def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
+def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr):
     """One epoch at step size lr; returns (Σ s·ℓ, Σ s) over the rows visited
     before any non-finite loss, and whether everything stayed finite."""
     if cfg.solver in ADAM_SOLVERS:
@@ -213,16 +214,16 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         bw = np.zeros(n_batches)
         with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
             t, done = kern.adam_epoch(
-                X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
-                state.P, state.M, state.S, state.bias_state, state.t, lr,
-                cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw,
-                cfg.solver == "adamw")
+                (X.indptr, X.indices, X.data), y, sw, order, cfg.batch_size, cfg.loss_code,
+                (state.P, state.M, state.S), state.bias_state, state.t,
+                (lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.solver == "adamw"),
+                (cfg.l2_reg_w, cfg.l2_reg_v), (bl, bw))
         state.t = int(t)
         ok = done == n_batches
         return bl[:done].sum(), bw[:done].sum(), ok
     L = np.empty(order.shape[0])
-    kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
-                   state.P, state.bias_state, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
+    kern.sgd_epoch((X.indptr, X.indices, X.data), y, sw, order, n_threads, cfg.loss_code,
+                   state.P, state.bias_state, lr, (cfg.l2_reg_w, cfg.l2_reg_v), L)
     fin = np.isfinite(L)
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
@@ -265,14 +266,6 @@ def changing_rows(X, n_features, row_bytes):
     if n * (row_bytes + np.dtype(it).itemsize) >= 0.9 * n_features * row_bytes:
         return None
     return np.flatnonzero(seen).astype(it)
-
-
-def adam_scratch(X, cfg):
-    """The Adam kernel's zeroed per-feature counts: int32 (half the memory)
-    whenever a batch's entry count fits, which bounds every count."""
-    from ._validation import max_batch_nnz
-    small = max_batch_nnz(X, cfg.batch_size) < np.iinfo(np.int32).max
-    return np.zeros(X.shape[1], dtype=np.int32 if small else np.int64)
 
 
 def _restore(state, snap):
@@ -386,7 +379,6 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     restored.
     """
     n = X.shape[0] if rows is None else rows.shape[0]
-    scratch = adam_scratch(X, cfg) if cfg.solver in ADAM_SOLVERS else None
     scale = loss_scale(cfg, y if rows is None else y[rows], sw if rows is None else sw[rows],
                        state.bias_state[0])
     changing = changing_rows(X, state.P.shape[0], state.P.shape[1] * state.P.itemsize)
@@ -408,8 +400,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
         # stopping the best epoch (restored on divergence as at the end)
         snap = None
         # a device backend keeps its parameter copy resident for the whole fit
-        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, \
-                getattr(kern, "session", nullcontext)(), interrupts_deferred() as pending:
+        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, kern.session(), \
+                interrupts_deferred() as pending:
             for _ in range(max_iter):
                 if pending():
                     raise KeyboardInterrupt
@@ -423,7 +415,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
                     lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
-                                                n_threads, scratch, lr)
+                                                n_threads, lr)
                 except BaseException:  # Ctrl-C, MemoryError: the epoch is half done
                     _restore(state, snap)
                     raise

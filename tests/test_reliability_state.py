@@ -487,7 +487,7 @@ def test_budget_counts_every_part():
     parts = validation.fit_memory(n, k, np.float32, "adam", n_rows=10, batch_nnz=100)
     table = n * (1 + k) * 4
     assert parts["tables"] == 3 * table and parts["copy"] == table
-    assert parts["features"] == 5 * n  # int32 counts: a batch's entries fit
+    assert parts["features"] == 9 * n  # int64 counts and a one-byte mask
     sgd = validation.fit_memory(n, k, np.float32, "sgd", n_rows=10)
     assert sgd["tables"] == table and sgd["features"] == n and sgd["batch"] == 0
     total = sum(parts.values())
