@@ -220,7 +220,7 @@ def main(argv):
         "tables: P, M, S; copy: the divergence guard's copy of P (the best epoch's with "
         "early stopping), counted in full although only the rows of features present in "
         "the training rows are copied when that is smaller; features: Adam's count per "
-        "feature (int32) and a one-byte mask; rows: order, targets, weights and loss terms per row, "
+        "feature (int64, kept by the kernels between fits) and a one-byte mask; rows: order, targets, weights and loss terms per row, "
         "plus the validation rows' copy of the CSR with early stopping (the training rows "
         "are not copied); batch: the Adam "
         "kernel's per-batch buffers.",
