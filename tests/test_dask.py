@@ -211,8 +211,6 @@ def _bad_block(kind, n, nf):
         X.data[3] = np.nan
     elif kind == "index":
         X.indices[2] = nf + 5  # out of range: bypasses scipy's constructor checks
-    elif kind == "empty":
-        X = X[:0]
     elif kind == "oom":
         raise MemoryError("Unable to allocate 80.0 GiB for an array")
     del rng
@@ -228,13 +226,16 @@ def _bad_block(kind, n, nf):
 def test_bad_partition_names_it(client, kind, err, match):
     nf, n = 30, 200
     good = sp.random(n, nf, density=0.2, format="csr", random_state=2)
-    blocks = [da.from_array(good, chunks=(n, -1), asarray=False),
-              da.from_delayed(dask.delayed(_bad_block)(kind, n, nf),
-                              shape=(0 if kind == "empty" else n, nf), dtype=np.float64,
-                              meta=sp.csr_matrix((0, nf)))]
-    X = da.concatenate(blocks, axis=0)
-    y = da.concatenate([da.ones(n, chunks=n),
-                        da.ones(0 if kind == "empty" else n, chunks=n)])
+    if kind == "empty":  # chunks of 200, 0 and 200 rows
+        X = da.from_array(sp.vstack([good, good]).tocsr(), chunks=((n, 0, n), (nf,)),
+                          asarray=False)
+        y = da.ones(2 * n, chunks=((n, 0, n),))
+    else:
+        X = da.concatenate([da.from_array(good, chunks=(n, -1), asarray=False),
+                            da.from_delayed(dask.delayed(_bad_block)(kind, n, nf),
+                                            shape=(n, nf), dtype=np.float64,
+                                            meta=sp.csr_matrix((0, nf)))], axis=0)
+        y = da.ones(2 * n, chunks=n)
     with pytest.raises(err, match=match):
         DaskFMRegressor(**KW, client=client).fit(X, y)
 
@@ -259,8 +260,11 @@ def test_replica_larger_than_worker_memory_is_refused_before_allocating(client):
     have = _physical_memory()
     if have is None or 4 * nf * (1 + k) * 4 > have:
         pytest.skip("the client's own model-size check needs 4 tables in this machine's RAM")
-    X = da.from_array(sp.random(100, nf, density=1e-6, format="csr", random_state=0,
-                                dtype=np.float32), chunks=(50, -1), asarray=False)
+    cols = np.random.default_rng(0).integers(0, nf, size=(100, 3))
+    cols.sort(axis=1)
+    Xs = sp.csr_matrix((np.ones(300, np.float32), cols.ravel().astype(np.int32),
+                        np.arange(0, 301, 3, dtype=np.int32)), shape=(100, nf))
+    X = da.from_array(Xs, chunks=(50, -1), asarray=False)
     y = da.ones(100, chunks=50)
     with pytest.raises(MemoryError, match=r"X partition \d.*memory_limit"):
         DaskFMRegressor(n_factors=k, max_iter=1, client=client).fit(X, y)

@@ -36,6 +36,28 @@ def _stats(part):
     return part["y"].shape[0], float(part["sw"].max(initial=0.0))
 
 
+def _raise_first_error(futs, role, index=None):
+    """Raise the error of the first failed partition, naming it when the
+    failure came from upstream of the canonicalisation (the reader, the user's
+    graph), where the partition is not yet known."""
+    for i, f in zip(index or range(len(futs)), futs):
+        if f.status != "error":
+            continue
+        exc = f.exception()
+        name = f"{role} partition {i}"
+        if str(exc).startswith(name) or " partition " in str(exc).split(":")[0]:
+            raise exc
+        if isinstance(exc, MemoryError):
+            raise MemoryError(f"{name}: the worker ran out of memory producing it ({exc}). "
+                              "Use smaller partitions (more, smaller chunks) or workers with "
+                              "more memory.") from exc
+        try:
+            wrapped = type(exc)(f"{name}: {exc}")
+        except Exception:  # an exception type with another constructor
+            raise exc from None
+        raise wrapped from exc
+
+
 def _worker_addresses(dask_scheduler):
     return list(dask_scheduler.workers)
 
@@ -69,9 +91,8 @@ class Coordinator:
         self.parts = self._place(train_blocks, self.spec)
         self.eparts = self._place(eval_blocks, eval_spec)
         wait(self.parts + self.eparts)
-        for f in self.parts + self.eparts:  # the first bad partition, in order
-            if f.status == "error":
-                f.result()
+        _raise_first_error(self.parts, "X")
+        _raise_first_error(self.eparts, "eval_set[0]")
         st = self.client.gather(self.client.map(_stats, self.parts, pure=False))
         self.counts = np.array([s[0] for s in st], dtype=np.int64)
         self.bounds = np.concatenate([[0], np.cumsum(self.counts)])
@@ -133,9 +154,7 @@ class Coordinator:
                 for i, f in zip(lost, new):
                     futs[i] = f
                 wait(new)
-                for f in new:
-                    if f.status == "error":
-                        f.result()
+                _raise_first_error(new, "X" if attr == "parts" else "eval_set[0]", lost)
 
     def _assign(self):
         """Group the partitions by the worker that holds them: [(address,
