@@ -273,7 +273,7 @@ class Coordinator:
         for b in range(progress["b"], n_b):
             t0 = time.perf_counter()
             w0 = float(state.bstate[0])
-            futs = [sh.step(b, *(self.pending[i] or (None, None)), w0, code)
+            futs = [sh.step(b, *(self.pending[i] or (None, None)), w0, code, separate_thread=False)
                     for i, sh in enumerate(self.shards)]
             res = [f.result() for f in futs]
             t1 = time.perf_counter()
@@ -334,6 +334,43 @@ class Coordinator:
         return lsum / wsum if wsum > 0 else float("nan")
 
     # --- local ---------------------------------------------------------
+    def _average(self, res, state):
+        """Write into the master P, M, S the touch-weighted average of the
+        rows the shards returned. Returns (the touched rows u, for each the
+        one shard that touched it or -1 when several did, per-entry flags)."""
+        rows = [x[0] for x in res]
+        allr = np.concatenate(rows)
+        owner = np.concatenate([np.full(r.shape[0], i) for i, r in enumerate(rows)])
+        u, inv, cnt = np.unique(allr, return_inverse=True, return_counts=True)
+        only = np.full(u.shape[0], -1)
+        single = cnt[inv] == 1
+        only[inv[single]] = owner[single]
+        multi = cnt > 1
+        if multi.any():
+            slot = np.cumsum(multi) - 1  # position of a shared row among the shared rows
+            n_m = int(multi.sum())
+            wsum = np.zeros(n_m)
+            acc = [np.zeros((n_m, 1 + self.k)) for _ in range(3)]
+        off = 0
+        for x in res:
+            m = x[0].shape[0]
+            if m:
+                one = single[off:off + m]
+                for tab, part in zip((state.P, state.M, state.S), (x[2], x[3], x[4])):
+                    tab[x[0][one]] = part[one]
+                if not one.all():
+                    sh = ~one
+                    idx = slot[inv[off:off + m][sh]]
+                    c = x[1][sh].astype(np.float64)
+                    wsum[idx] += c
+                    for a, part in zip(acc, (x[2], x[3], x[4])):
+                        a[idx] += c[:, None] * part[sh]
+            off += m
+        if multi.any():
+            for a, tab in zip(acc, (state.P, state.M, state.S)):
+                tab[u[multi]] = (a / wsum[:, None]).astype(self.dtype)
+        return u, only, single
+
     def _local_epoch(self, state, cfg, lr, seed, progress):
         bs = cfg.batch_size
         n_b = max(c.result() for c in [sh.local_epoch(seed, bs, self.n_rows) for sh in self.shards])
@@ -357,28 +394,13 @@ class Coordinator:
             done = np.array([x[6] for x in res], dtype=np.float64)
             if done.sum() == 0:
                 break
-            rows = [x[0] for x in res]
-            allr = np.concatenate(rows)
-            u, inv = np.unique(allr, return_inverse=True)
-            wsum = np.zeros(u.shape[0])
-            acc = [np.zeros((u.shape[0], 1 + self.k)) for _ in range(3)]
-            off = 0
-            for x in res:
-                m = x[0].shape[0]
-                if m:
-                    idx = inv[off:off + m]
-                    c = x[1].astype(np.float64)
-                    wsum[idx] += c
-                    for a, tab in zip(acc, (x[2], x[3], x[4])):
-                        a[idx] += c[:, None] * tab
-                off += m
-            for a, tab in zip(acc, (state.P, state.M, state.S)):
-                tab[u] = (a / wsum[:, None]).astype(self.dtype)
+            u, only, _ = self._average(res, state)
             # the intercept and its moments: weighted by the mini-batches each ran
             state.bstate[:] = sum(d * x[5] for d, x in zip(done, res)) / done.sum()
             state.t += int(done.max())
             for i, mask in enumerate(self.masks):
-                sel = u[mask[u]]
+                # a row only this shard touched is already what the master holds
+                sel = u[mask[u] & (only != i)]
                 self.pending[i] = (sel, state.P[sel], state.M[sel], state.S[sel])
                 st["bytes_sent"] += sel.nbytes + 3 * sel.shape[0] * state.P.itemsize * (1 + self.k)
             st["bytes_received"] += sum(x[0].nbytes + x[1].nbytes + 3 * x[2].nbytes
