@@ -23,7 +23,10 @@ import time
 from datetime import date
 from pathlib import Path
 
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+# one thread everywhere, as Dask's nannies give their workers (BLAS included:
+# the initial intercept is a BLAS dot, whose rounding depends on its threads)
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
 
@@ -179,7 +182,9 @@ def write(rows, proj, meta, stem):
     lines = [f"# Dask: 1 vs 2 local workers ({meta['date']})", "",
              f"Data: {meta['data']}. Model: {meta['model']}. Machine: {meta['machine']}; "
              "every worker and the single-machine fit run Numba on 1 thread (the workers, "
-             "the coordinator and the other users of the machine share its cores).", "",
+             "the coordinator and the other users of the machine share its cores; load average "
+             f"at the end of the run {meta['load_average'][0]:.1f} / {meta['load_average'][1]:.1f} "
+             "/ {:.1f} over 1 / 5 / 15 minutes).".format(meta["load_average"][2]), "",
              "| configuration | shards | s / epoch | setup s | steps / epoch | MB / epoch "
              "(Dask comms) | per step: wall ms | worker ms | coordinator ms | overhead ms "
              "| test RMSE | vs single |",
@@ -281,7 +286,7 @@ def main(argv=None):
                 log(r)
                 rows.append(r)
     proj = project(rows, Xtr.shape[0], args.batch_size, args.sync_every)
-    meta = {"date": date.today().isoformat(),
+    meta = {"date": date.today().isoformat(), "load_average": os.getloadavg(),
             "data": f"make_fm_data({args.rows}, large_field_sizes({args.features})) 80/20, "
                     f"{Xtr.nnz / Xtr.shape[0]:.0f} nnz/row, {args.chunks}-row partitions",
             "model": f"k={args.n_factors}, batch_size={args.batch_size}, {args.epochs} epochs, "
