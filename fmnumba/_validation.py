@@ -4,6 +4,7 @@ The kernels run with bounds checks off, so nothing reaches them without
 passing through here: structure of hand-built sparse matrices is checked
 before SciPy touches them (a malformed indptr can crash SciPy's C++ code).
 """
+import math
 import numbers
 import os
 
@@ -16,6 +17,7 @@ ADAM_SOLVERS = ("adam", "adamw")  # lazy Adam, L2 in the gradient or decoupled (
 SOLVERS = ADAM_SOLVERS + ("sgd",)
 
 _INT32_MAX = np.iinfo(np.int32).max
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def _fail(name, what, fix):
@@ -210,14 +212,14 @@ def _n_features(est, X, reset, name):
                          "encoder or feature mapping).") from None
 
 
-def check_X(est, X, *, reset, name="X"):
-    """Validate X for `est` and return it as canonical CSR of est.dtype.
+def check_X(est, X, *, reset, dtype, name="X"):
+    """Validate X for `est` and return it as canonical CSR of `dtype` (the
+    model's numpy dtype, see resolve_dtype).
 
     reset=True (fit) records n_features_in_ (and feature names) and needs at
     least one row and one column; reset=False checks the column count against
     the fitted model and allows zero rows.
     """
-    dtype = resolve_dtype(est.dtype)
     if X is None:
         raise TypeError(f"{name} is None; pass a 2-D array or a scipy sparse matrix.")
     if isinstance(X, (str, bytes)):
@@ -258,6 +260,7 @@ def check_X(est, X, *, reset, name="X"):
 
 
 def resolve_dtype(dtype):
+    """The `dtype` parameter as a numpy dtype: float32 or float64."""
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}.")
@@ -321,22 +324,44 @@ def check_sample_weight(sample_weight, n_rows):
         # The objective divides by Σ s, so scaling all weights by a power of two
         # changes nothing but keeps Σ s and s·ℓ inside float32's range.
         top = float(sw.max())
-        if not 2.0 ** -20 <= top <= 2.0 ** 20:
-            sw = sw * 2.0 ** -np.floor(np.log2(top))
+        if not 2.0 ** -20 <= top <= 2.0 ** 20:  # ldexp: 2**1074 itself would overflow
+            sw = np.ldexp(sw, -int(np.floor(np.log2(top))))
     return sw
 
 
+def _short(value):
+    """repr of value for a message, cut to 60 characters."""
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
 def _num(name, value, lo, lo_open, hi=None, integer=False):
+    """Check that value is a number (an integer with `integer`, then at most
+    int64's maximum) in the range given by lo, lo_open and hi."""
     ok_type = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, ok_type) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}.")
+    what = "integer" if integer else "number"
+    if isinstance(value, bool) or not isinstance(value, ok_type):
+        raise ValueError(f"{name} must be a finite {what}, got {_short(value)}.")
+    if integer:
+        value = int(value)
+        if abs(value) > _INT64_MAX:
+            raise ValueError(f"{name} must be an integer within int64's range "
+                             f"(at most {_INT64_MAX}), got {_short(value)}.")
+    else:
+        try:
+            finite = math.isfinite(float(value))  # Fraction, Decimal-like Reals
+        except (OverflowError, TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ValueError(f"{name} must be a finite number, got {_short(value)}.")
     if (value <= lo if lo_open else value < lo) or (hi is not None and value > hi):
         rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
-        raise ValueError(f"{name} must be {rng}, got {value!r}.")
+        raise ValueError(f"{name} must be {rng}, got {_short(value)}.")
 
 
 def check_params(est, valid_losses):
-    """Validate hyperparameters at fit; messages list the valid choices."""
+    """Validate hyperparameters at fit (dtype: see resolve_dtype); messages
+    list the valid choices."""
     _num("n_factors", est.n_factors, 1, False, integer=True)
     _num("learning_rate", est.learning_rate, 0, True)
     _num("lr_decay", est.lr_decay, 0, False)
@@ -356,10 +381,7 @@ def check_params(est, valid_losses):
         raise ValueError(f"solver={est.solver!r} is unknown; choose 'adam', 'adamw' or 'sgd'.")
     if est.device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device={est.device!r} is unknown; choose 'cpu', 'cuda' or 'auto'.")
-    if est.n_jobs is not None:
-        _num("n_jobs", est.n_jobs, -1, False, integer=True)
-        if est.n_jobs == 0:
-            raise ValueError("n_jobs must be a positive integer, -1 (all cores) or None.")
+    check_n_jobs(est.n_jobs)
     if not isinstance(est.verbose, numbers.Integral):
         raise ValueError(f"verbose must be an integer (0 silent, 1 progress bar), got "
                          f"{est.verbose!r}.")
@@ -371,17 +393,57 @@ def check_params(est, valid_losses):
                          f"numpy.random.RandomState, got {est.random_state!r}.")
     if est.on_divergence not in ("raise", "warn"):
         raise ValueError(f"on_divergence={est.on_divergence!r}; choose 'raise' or 'warn'.")
-    resolve_dtype(est.dtype)
 
 
-def per_feature_l2(name, value, groups, n_features):
+def check_n_jobs(n_jobs):
+    """n_jobs must be None, -1 (all cores) or a positive integer."""
+    if n_jobs is None:
+        return
+    if (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
+            or not (n_jobs == -1 or 1 <= n_jobs <= _INT64_MAX)):
+        raise ValueError(f"n_jobs must be None, -1 (all cores) or a positive integer "
+                         f"(>= -1, not 0), got {_short(n_jobs)}; set it with "
+                         "set_params(n_jobs=...).")
+
+
+def groups_from_prefixes(groups, feature_names, n_features):
+    """Resolve `groups` given as {feature-name prefix: group id} to one group
+    id per feature: each name takes the id of its longest matching prefix
+    ("" matches every name)."""
+    if feature_names is None:
+        raise ValueError("groups is a mapping of feature-name prefixes but X has no feature "
+                         "names; fit on a pandas DataFrame (e.g. a ColumnTransformer with "
+                         ".set_output(transform='pandas')), or pass one group id per feature.")
+    names = [str(f) for f in feature_names]
+    if len(names) != n_features:
+        raise ValueError(f"groups: {len(names)} feature names for {n_features} features.")
+    items = sorted(((str(p), g) for p, g in groups.items()), key=lambda t: -len(t[0]))
+    for p, g in items:
+        if isinstance(g, (bool, np.bool_)) or not isinstance(g, (numbers.Integral)) or g < 0:
+            raise ValueError(f"groups[{p!r}] is {g!r}; group ids must be integers >= 0.")
+    out = np.empty(n_features, dtype=np.int64)
+    for j, f in enumerate(names):
+        gid = next((g for p, g in items if f.startswith(p)), None)
+        if gid is None:
+            raise ValueError(f"groups: feature {f!r} matches none of the prefixes "
+                             f"{sorted(p for p, _ in items)}; add its prefix, or '' for a "
+                             "default group.")
+        out[j] = gid
+    return out
+
+
+def per_feature_l2(name, value, groups, n_features, feature_names=None):
     """An L2 strength in the kernels' form: one value per feature, shape
     (n_features,), or shape (1,) when every feature has the same strength
     (the kernels then skip a random read per entry).
 
     value is a number, or with `groups` (int array, one group id in
-    [0, n_groups) per feature) a sequence with one strength per group.
+    [0, n_groups) per feature, or a mapping of feature-name prefixes to
+    group ids resolved against `feature_names`) a sequence with one
+    strength per group.
     """
+    if isinstance(groups, dict):
+        groups = groups_from_prefixes(groups, feature_names, n_features)
     if groups is None:
         if np.ndim(value) != 0:
             raise ValueError(f"{name} is a sequence but groups=None; pass a single number, "
@@ -394,15 +456,27 @@ def per_feature_l2(name, value, groups, n_features):
                          f"({n_features}), got shape {g.shape} and dtype {g.dtype}.")
     if g.size and g.min() < 0:
         raise ValueError("groups: group ids must be >= 0.")
-    n_groups = int(g.max()) + 1 if g.size else 0
-    vals = np.asarray(value, dtype=float)
-    if vals.ndim == 0:
-        vals = np.full(n_groups, float(vals))
+    top = int(g.max()) if g.size else -1
+    if top > _INT32_MAX:
+        raise ValueError(f"groups: group id {top} is too large (at most {_INT32_MAX}); "
+                         "number the groups 0, 1, 2, ...")
+    if np.ndim(value) == 0:  # one strength for every group: no per-group table
+        _num(name, value, 0, False)
+        return np.array([float(value)])
+    try:
+        vals = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a sequence of numbers, one per "
+                         "group.") from None
+    n_groups = top + 1
     if vals.shape != (n_groups,):
         raise ValueError(f"{name} has {vals.shape[0] if vals.ndim else 1} values but groups "
-                         f"defines {n_groups} groups; pass one strength per group.")
-    for i, v in enumerate(vals):
-        _num(f"{name}[{i}]", float(v), 0, False)
+                         f"defines {n_groups} groups (ids 0 to {top}); pass one strength "
+                         "per group.")
+    bad = ~(np.isfinite(vals) & (vals >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name}[{i}] must be a finite number >= 0, got {vals[i]!r}.")
     if vals.size and (vals == vals[0]).all():
         return vals[:1].copy()
     return vals[g]
@@ -430,21 +504,26 @@ def check_model_size(n_features, n_factors, dtype, solver, name="X"):
             "use solver='sgd' (no optimiser state).")
 
 
+def take_rows(X, keep):
+    """The rows of canonical CSR X where the boolean mask `keep` is True, as
+    canonical CSR with X's index dtypes (chosen once, by check_X; SciPy's row
+    indexing may pick others)."""
+    out = X[np.flatnonzero(keep)]
+    out.indices = out.indices.astype(X.indices.dtype, copy=False)
+    out.indptr = out.indptr.astype(X.indptr.dtype, copy=False)
+    return out
+
+
 def drop_zero_weight_rows(X, y, sw, dtype):
-    """Remove the rows whose weight is zero in the model's dtype.
+    """Remove the rows whose weight is zero in the model's dtype (float64
+    weights below half its smallest subnormal round to 0 there).
 
     A zero weight means "not in the objective", as in scikit-learn: the row
     is dropped, so it neither shapes a mini-batch nor draws L2 decay, and a
     mini-batch can never have a zero total weight. Returns (X, y, sw)
     unchanged (no copy) when every weight is positive.
     """
-    keep = sw.astype(dtype) > 0
+    keep = sw > np.float64(np.finfo(dtype).smallest_subnormal) / 2
     if keep.all():
         return X, y, sw
-    idx = np.flatnonzero(keep)
-    Xk = X[idx]
-    if not isinstance(Xk, sp.csr_matrix):
-        Xk = sp.csr_matrix(Xk)
-    Xk.indices = Xk.indices.astype(X.indices.dtype, copy=False)
-    Xk.indptr = Xk.indptr.astype(X.indptr.dtype, copy=False)
-    return Xk, y[idx], sw[idx]
+    return take_rows(X, keep), y[keep], sw[keep]
