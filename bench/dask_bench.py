@@ -146,7 +146,7 @@ def run_dask(client, n_workers, mode, Xtr, ytr, Xte, yte, kw, sync_every, chunks
            "rmse": rmse(m.to_local().predict(Xte), yte)}
     if mode == "sync" and st["n_shards"] == 1:
         row["bit_identical"] = bool(np.array_equal(m._state.P, ref._state.P)
-                                    and np.array_equal(m._state.bstate, ref._state.bstate))
+                                    and np.array_equal(m._state.bias_state, ref._state.bias_state))
     return row
 
 

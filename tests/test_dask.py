@@ -68,7 +68,7 @@ def test_sync_one_worker_is_single_machine_adam_bit_for_bit(client, ratings):
     np.testing.assert_array_equal(m._state.P, ref._state.P)
     np.testing.assert_array_equal(m._state.M, ref._state.M)
     np.testing.assert_array_equal(m._state.S, ref._state.S)
-    np.testing.assert_array_equal(m._state.bstate, ref._state.bstate)
+    np.testing.assert_array_equal(m._state.bias_state, ref._state.bias_state)
     assert m._state.t == ref._state.t
     assert m.history_["train_loss"] == pytest.approx(ref.history_["train_loss"], rel=1e-12)
 
@@ -201,7 +201,7 @@ def test_killed_worker_resumes_from_last_synchronisation(client, ratings, mode):
     assert np.isfinite(m._state.P).all()
     if mode == "sync":  # the same steps from the same state: the fault-free model
         np.testing.assert_allclose(m._state.P, clean._state.P, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(m._state.bstate, clean._state.bstate, rtol=1e-6)
+        np.testing.assert_allclose(m._state.bias_state, clean._state.bias_state, rtol=1e-6)
 
 
 def _bad_block(kind, n, nf):

@@ -161,8 +161,8 @@ def _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, lr, beta1, beta2, eps, bc1
 
 @kernel()
 def _step_consts(t, beta1, beta2, ssum):
-    bc1 = 1.0 - beta1 ** t
-    bc2 = 1.0 - beta2 ** t
+    bc1 = 1.0 - beta1 ** np.float64(t)
+    bc2 = 1.0 - beta2 ** np.float64(t)
     return bc1, bc2, 1.0 / ssum
 
 

@@ -19,10 +19,7 @@ from ..losses import LOSS_CODES
 from ._inputs import PartSpec, blocks_of, is_dask_frame, partition_classes, vector_blocks
 from ._train import Coordinator
 
-try:  # the single-machine fit's state and step-size schedule
-    from ..solvers import DivergenceError, FMState, epoch_learning_rate
-except ImportError:  # pragma: no cover - layout after a restructure
-    from ..training import DivergenceError, FMState, epoch_learning_rate
+from ..training import DivergenceError, FMState, epoch_learning_rate
 
 MODES = ("sync", "local")
 
@@ -86,6 +83,11 @@ class _DaskFM(BaseEstimator):
     def _classes(self, client, y_blocks):
         return None
 
+    def _l2(self, name, value, n_features, X, dtype):
+        names = getattr(X, "columns", None)
+        names = None if names is None else np.asarray(list(names), dtype=object)
+        return V.per_feature_l2(name, value, self.groups, n_features, names).astype(dtype)
+
     # --- fit -----------------------------------------------------------
     def fit(self, X, y, sample_weight=None, eval_set=None):
         """Train on dask collections: X a dask array chunked by rows (scipy
@@ -137,8 +139,8 @@ class _DaskFM(BaseEstimator):
             loss_code=LOSS_CODES[self.loss], solver=self.solver,
             learning_rate=float(self.learning_rate), lr_decay=float(self.lr_decay),
             batch_size=int(self.batch_size),
-            l2_reg_w=V.per_feature_l2("l2_reg_w", self.l2_reg_w, self.groups, nf).astype(dtype),
-            l2_reg_v=V.per_feature_l2("l2_reg_v", self.l2_reg_v, self.groups, nf).astype(dtype),
+            l2_reg_w=self._l2("l2_reg_w", self.l2_reg_w, nf, X, dtype),
+            l2_reg_v=self._l2("l2_reg_v", self.l2_reg_v, nf, X, dtype),
             sync_every=int(self.sync_every), device=self.device)
         coord = Coordinator(client, list(zip(xb, yb, wb)), eval_blocks, spec,
                             PartSpec(dtype.str, nf, "eval_set[0]", spec.classes), k, self.mode,
@@ -175,17 +177,17 @@ class _DaskFM(BaseEstimator):
         no_improve = 0
         t_start = time.perf_counter() - (hist["time_s"][-1] if hist["time_s"] else 0.0)
         for _ in range(int(self.max_iter)):
-            snap = (st.P.copy(), st.bstate.copy())
+            snap = (st.P.copy(), st.bias_state.copy())
             lr = epoch_learning_rate(cfg, len(hist["train_loss"]))
             lsum, wsum, ok = coord.run_epoch(st, cfg, lr, rng, rng)
             ok = ok and np.isfinite(lsum) and bool(np.isfinite(st.P).all()) \
-                and bool(np.isfinite(st.bstate).all())
+                and bool(np.isfinite(st.bias_state).all())
             if not ok:
                 st.P[...] = snap[0]
-                st.bstate[...] = snap[1]
+                st.bias_state[...] = snap[1]
                 st.M[...] = 0
                 st.S[...] = 0
-                st.bstate[1:] = 0
+                st.bias_state[1:] = 0
                 st.t = 0
                 msg = (f"training diverged in epoch {len(hist['train_loss']) + 1} (non-finite "
                        f"loss or parameters) at step size {lr:.6g} (learning_rate="
@@ -210,7 +212,7 @@ class _DaskFM(BaseEstimator):
                 continue
             tol = self.tol or 0.0
             if monitor < best[0] - tol:
-                best = (monitor, (st.P.copy(), st.bstate.copy()) if self.early_stopping else None)
+                best = (monitor, (st.P.copy(), st.bias_state.copy()) if self.early_stopping else None)
                 no_improve = 0
             else:
                 no_improve += 1
@@ -218,7 +220,7 @@ class _DaskFM(BaseEstimator):
                     break
         if self.early_stopping and best[1] is not None:
             st.P[...] = best[1][0]
-            st.bstate[...] = best[1][1]
+            st.bias_state[...] = best[1][1]
 
     # --- fitted views and conversion -----------------------------------
     @property
@@ -237,7 +239,7 @@ class _DaskFM(BaseEstimator):
     def intercept_(self):
         """Global bias w0 (float)."""
         check_is_fitted(self, "_state")
-        return float(self._state.bstate[0])
+        return float(self._state.bias_state[0])
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_state")
@@ -248,7 +250,7 @@ class _DaskFM(BaseEstimator):
         check_is_fitted(self, "_state")
         est = self._local_cls(**self._local_params())
         st = self._state
-        est._state = FMState(P=st.P.copy(), bstate=st.bstate.copy(),
+        est._state = FMState(P=st.P.copy(), bias_state=st.bias_state.copy(),
                              M=None if st.M is None else st.M.copy(),
                              S=None if st.S is None else st.S.copy(), t=st.t)
         est.n_features_in_ = self.n_features_in_

@@ -156,7 +156,7 @@ def canonical_partition(x, y, sw, index, spec):
             raise ValueError(f"{name}: has 0 rows (shape={x.shape}); every partition needs at "
                              "least one row. Drop empty partitions (for a dask array, e.g. "
                              "rechunk it; for a DataFrame, repartition it).")
-        X = V.check_X(_Columns(spec.n_features, dtype), x, reset=False, name=name)
+        X = V.check_X(_Columns(spec.n_features, dtype), x, reset=False, dtype=dtype, name=name)
         n = X.shape[0]
         yv = _labels(y, n, spec, yname)
         swv = _weights(sw, n, wname)

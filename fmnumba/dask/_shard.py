@@ -256,10 +256,10 @@ class Shard:
         bl = np.zeros(n_b)
         bw = np.zeros(n_b)
         cnt = self.slot
-        _, done = kern.adam_epoch(d.indptr, d.indices, d.data, d.y, d.sw, order, bs,
-                                  cfg["loss_code"], self.P, self.M, self.S, bst, int(t),
-                                  cfg["lr"], cfg["beta1"], cfg["beta2"], cfg["eps"],
-                                  cfg["lam_w"], cfg["lam_v"], cnt, bl, bw, cfg["decoupled"])
+        _, done = kern.adam_epoch((d.indptr, d.indices, d.data), d.y, d.sw, order, bs,
+                                  cfg["loss_code"], (self.P, self.M, self.S), bst, int(t),
+                                  (cfg["lr"], cfg["beta1"], cfg["beta2"], cfg["eps"],
+                                   cfg["decoupled"]), (cfg["lam_w"], cfg["lam_v"]), (bl, bw))
         counts = np.zeros(self.P.shape[0], dtype=np.int64)
         touch_counts(d.indptr, d.indices, d.data, order[:done * bs], bs, cnt, counts)
         touched = np.flatnonzero(counts)

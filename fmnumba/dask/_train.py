@@ -272,7 +272,7 @@ class Coordinator:
         st = self.stats
         for b in range(progress["b"], n_b):
             t0 = time.perf_counter()
-            w0 = float(state.bstate[0])
+            w0 = float(state.bias_state[0])
             futs = [sh.step(b, *(self.pending[i] or (None, None)), w0, code, separate_thread=False)
                     for i, sh in enumerate(self.shards)]
             res = [f.result() for f in futs]
@@ -295,7 +295,7 @@ class Coordinator:
                         off += m
                 state.t += 1
                 adam_apply(u, u.shape[0], pieces, ssum, gsum, state.t, state.P, state.M,
-                           state.S, state.bstate, lr, cfg.beta1, cfg.beta2, cfg.eps, lam_w,
+                           state.S, state.bias_state, lr, cfg.beta1, cfg.beta2, cfg.eps, lam_w,
                            lam_v, decoupled)
                 for i, mask in enumerate(self.masks):
                     rows = u[mask[u]]
@@ -326,7 +326,7 @@ class Coordinator:
     def eval_loss(self, state, cfg):
         """Σ s·ℓ / Σ s over the evaluation partitions (float64)."""
         self.flush(state)
-        calls = [sh.eval_loss(None, None, float(state.bstate[0]), cfg.loss_code)
+        calls = [sh.eval_loss(None, None, float(state.bias_state[0]), cfg.loss_code)
                  for sh in self.shards]
         res = [c.result() for c in calls]
         lsum = sum(r[0] for r in res)
@@ -383,7 +383,7 @@ class Coordinator:
         st = self.stats
         for r in range(progress["b"], n_rounds):
             t0 = time.perf_counter()
-            bstate = state.bstate.copy()
+            bstate = state.bias_state.copy()
             futs = [sh.local_round(*(self.pending[i] or (None, None, None, None)), bstate,
                                    state.t, r, sync_every, kcfg)
                     for i, sh in enumerate(self.shards)]
@@ -396,7 +396,7 @@ class Coordinator:
                 break
             u, only, _ = self._average(res, state)
             # the intercept and its moments: weighted by the mini-batches each ran
-            state.bstate[:] = sum(d * x[5] for d, x in zip(done, res)) / done.sum()
+            state.bias_state[:] = sum(d * x[5] for d, x in zip(done, res)) / done.sum()
             state.t += int(done.max())
             for i, mask in enumerate(self.masks):
                 # a row only this shard touched is already what the master holds
