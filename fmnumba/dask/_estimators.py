@@ -212,7 +212,8 @@ class _DaskFM(BaseEstimator):
                 continue
             tol = self.tol or 0.0
             if monitor < best[0] - tol:
-                best = (monitor, (st.P.copy(), st.bias_state.copy()) if self.early_stopping else None)
+                keep = (st.P.copy(), st.bias_state.copy()) if self.early_stopping else None
+                best = (monitor, keep)
                 no_improve = 0
             else:
                 no_improve += 1

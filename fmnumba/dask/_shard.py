@@ -138,7 +138,7 @@ class Shard:
         tr = self.train
         return {"rank": self.rank, "index": tr.index, "counts": tr.counts,
                 "eval_index": self.evals.index, "eval_counts": self.evals.counts,
-                "sum_sw": float(tr.sw64.sum()), "max_nnz_row": int(np.diff(tr.indptr).max(initial=0)),
+                "sum_sw": float(tr.sw64.sum()),
                 "dot_sw_y": float(np.dot(tr.sw64, tr.y64)),
                 "dot_sw_pos": float(np.dot(tr.sw64, tr.y64 > 0)),
                 "mask": np.packbits(mask)}

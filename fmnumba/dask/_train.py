@@ -300,7 +300,7 @@ class Coordinator:
                 for i, mask in enumerate(self.masks):
                     rows = u[mask[u]]
                     self.pending[i] = (rows, state.P[rows])
-                    st["bytes_sent"] += rows.nbytes + rows.shape[0] * state.P.itemsize * (1 + self.k)
+                    st["bytes_sent"] += rows.nbytes + self.pending[i][1].nbytes
             st["bytes_sent"] += 24 * len(res)
             st["bytes_received"] += sum(r[0].nbytes + r[1].nbytes + r[2].nbytes + 8 for r in res)
             progress["b"] = b + 1
