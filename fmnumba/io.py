@@ -26,7 +26,7 @@ from .training import FMState
 __all__ = ["load", "save_model", "ModelFileError", "FORMAT", "FORMAT_VERSION"]
 
 _ESTIMATORS = {"FMRegressor": FMRegressor, "FMClassifier": FMClassifier}
-_HISTORY_KEYS = ("train_loss", "val_loss", "time_s")
+_HISTORY_KEYS = ("train_loss", "val_loss", "val_score", "time_s")
 
 
 def _checked_arrays(path, arrays, n, k, dtype):
@@ -77,6 +77,15 @@ def _classes(path, meta):
     return classes
 
 
+def _target_range(path, value):
+    """(lo, hi) of the regressor's training targets, finite and ordered."""
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            or not all(np.isfinite(value)) or value[0] > value[1]):
+        raise invalid(path, "target_range is malformed")
+    return (float(value[0]), float(value[1]))
+
+
 def load(path):
     """Load a model written by `save`; returns a fitted FMRegressor or
     FMClassifier. Raises FileNotFoundError, or ModelFileError for a file
@@ -111,6 +120,8 @@ def load(path):
             est.feature_names_in_ = np.asarray(names, dtype=object)
         if cls is FMClassifier:
             est.classes_ = _classes(path, meta)
+        if "target_range" in meta:
+            est.target_range_ = _target_range(path, meta["target_range"])
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
