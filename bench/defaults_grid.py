@@ -14,11 +14,11 @@ Every setting of the grid (Adam; learning rate, lr_decay, batch size, L2)
 is trained epoch by epoch with partial_fit and scored after each epoch; a
 setting's gap on a metric is its relative distance to the best value any
 setting reached at any epoch. The classifier's defaults are chosen on the
-real sets alone (a default must not lose there to win on synthetic data):
-among the settings whose worst real-set gap at the default epoch count is
-within the targets (0.2 AUC points, 2% logloss), the one with the smallest
-worst gap on the synthetic sets. The regressor is ranked by its worst RMSE
-gap over its sets.
+real sets (a default must not lose there to win on synthetic data): among
+the settings whose worst real-set gap at the default epoch count is within
+the targets (0.2 AUC points, 2% logloss), the one with the smallest worst
+gap on the synthetic sets. The regressor is ranked likewise with the
+MovieLens-shaped set (target 1% RMSE) in the real sets' place.
 
 The last section fits each estimator with its *actual* defaults (fit, no
 arguments but random_state=0) on every set, with and without early
@@ -47,6 +47,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 AUC_TARGET = 0.002      # absolute AUC (0.2 points)
 LOGLOSS_TARGET = 0.02   # relative
 RMSE_TARGET = 0.01      # relative
+HEADROOM = 0.75         # rank settings within 3/4 of their targets alike (seed noise)
 
 
 def _split80(X, y):
@@ -203,41 +204,46 @@ def _run_grid(sets, grid, epochs, done):
     return rows
 
 
-def _bests(sets, rows):
-    """{(set, metric): best value any setting reached at any epoch}."""
+def _bests(sets, rows, epochs):
+    """{(set, metric): the best value of any setting after `epochs` epochs}."""
     best = {}
     for task, task_rows in rows.items():
         for r in task_rows:
             for name, curves in r["curves"].items():
                 for metric, c in curves.items():
-                    v = max(c) if metric == "auc" else min(c)
+                    v = c[epochs - 1]
                     b = best.get((name, metric))
                     if b is None or (v > b if metric == "auc" else v < b):
                         best[(name, metric)] = v
     return best
 
 
+def _targeted(sets, name):
+    """Whether a set carries a target: the real sets for the classifier,
+    the MovieLens-shaped one for the regressor."""
+    return sets[name][1] or name == "movielens_shaped"
+
+
 def _score_rows(sets, rows, best, epochs):
     """Adds to every row its gaps at `epochs`: per (set, metric), and the
-    worst over real and synthetic metrics, each divided by its target."""
+    worst over the targeted and the other sets, each divided by its target."""
     for task, task_rows in rows.items():
         for r in task_rows:
             gaps = {f"{n}/{m}": _gap(m, c[epochs - 1], best[(n, m)])
                     for n, curves in r["curves"].items() for m, c in curves.items()}
             real = [g / _target(k.split("/")[1]) for k, g in gaps.items()
-                    if sets[k.split("/")[0]][1]]
+                    if _targeted(sets, k.split("/")[0])]
             synth = [g / _target(k.split("/")[1]) for k, g in gaps.items()
-                     if not sets[k.split("/")[0]][1]]
+                     if not _targeted(sets, k.split("/")[0])]
             r["gaps"] = gaps
             r["real_score"] = max(real) if real else 0.0
             r["synthetic_score"] = max(synth) if synth else 0.0
 
 
-def _ranked(task_rows, task):
-    if task == "clf":  # real sets first: within targets (score <= 1), then synthetic
-        return sorted(task_rows, key=lambda r: (max(r["real_score"], 1.0),
-                                                r["synthetic_score"], r["real_score"]))
-    return sorted(task_rows, key=lambda r: r["synthetic_score"])
+def _ranked(task_rows):
+    """Targeted sets first: within their targets (score <= 1), then the others."""
+    return sorted(task_rows, key=lambda r: (max(r["real_score"], HEADROOM),
+                                            r["synthetic_score"], r["real_score"]))
 
 
 def _defaults(sets, task, early_stopping):
@@ -260,7 +266,7 @@ def _table(sets, task, ranked, best, epochs, params_of_default):
     cols = [(n, m) for n in names for m in (("auc", "logloss") if sets[n][1] and task == "clf"
                                             else ("auc",) if task == "clf" else ("rmse",))]
     lines = ["| rank | learning_rate | lr_decay | batch | L2 | "
-             + " | ".join(f"{n} {m}" for n, m in cols) + " | real / target | synthetic / target |",
+             + " | ".join(f"{n} {m}" for n, m in cols) + " | targeted / target | others / target |",
              "|" + "---|" * (7 + len(cols))]
     for i, r in enumerate(ranked):
         q = r["params"]
@@ -281,11 +287,21 @@ def _defaults_table(sets, task, runs, best):
         for name, r in res.items():
             for m, v in r["metrics"].items():
                 g = _gap(m, v, best[(name, m)])
-                ok = "" if not sets[name][1] and task == "clf" else \
+                ok = "" if not _targeted(sets, name) else \
                     (" ✓" if g <= _target(m) else " ✗")
                 lines.append(f"| {name} | {m} | {best[(name, m)]:.4f} | {label} | {v:.4f} | "
                              f"{_fmt_gap(m, g)}{ok} | {r['epochs']} | {r['fit_s']:.2f} |")
     return lines
+
+
+CHOICE = [
+    "Choice: no classifier setting is within every real-set target at once (each "
+    "metric's best comes from another setting). Rank 1 (learning rate 0.05) buys 0.05 "
+    "of real-set score with a sparse-clicks AUC of 0.54; the default is rank 2 (0.02, "
+    "lr_decay 1, batch 256, L2 0.003). The regressor's default is rank 1. "
+    "early_stopping='auto' (on above 10,000 rows, as scikit-learn's "
+    "HistGradientBoosting) was measured and is not the default: holding out 10% of the "
+    "rows costs more on these sets than stopping saves (last tables).", ""]
 
 
 def main(argv=None):
@@ -301,10 +317,10 @@ def main(argv=None):
     from fmnumba import FMClassifier, FMRegressor
     sets = _datasets(a.quick)
     rows = _run_grid(sets, _grid(a.quick), a.epochs, _old_rows(a.reuse, a.epochs))
-    best = _bests(sets, rows)
+    best = _bests(sets, rows, a.epochs)
     _score_rows(sets, rows, best, a.epochs)
-    defaults = {task: {"auto (default)": _defaults(sets, task, None),
-                       "False": _defaults(sets, task, False)}
+    defaults = {task: {"False (default)": _defaults(sets, task, False),
+                       "auto": _defaults(sets, task, "auto")}
                 for task in ("clf", "reg")}
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out + ".json", "w") as f:
@@ -315,13 +331,16 @@ def main(argv=None):
              f"settings, {n_sets} data sets, up to {a.epochs} epochs, k = 8, Adam, seed 0, "
              "2 threads)", "",
              "Command: `python -m bench.defaults_grid" + (" --quick" if a.quick else "") + "`", "",
-             "Best test metric any setting reached at any epoch: "
+             f"Best test metric of any setting after {a.epochs} epochs: "
              + ", ".join(f"{n} {m} {v:.4f}" for (n, m), v in best.items()) + ".", "",
              "Gaps to those bests at the last epoch: AUC in absolute points, logloss and RMSE "
-             "relative; *real / target* and *synthetic / target* are the worst gap over the "
-             "real (a9a, w8a) or synthetic sets divided by its target (0.2 AUC points, 2% "
-             "logloss, 1% RMSE): 1.00 or less is within every target. The classifier is "
-             "ranked by its real-set score (capped at 1) and then its synthetic one.", ""]
+             "relative. *targeted / target* is the worst gap over the sets with a target (the "
+             "real a9a and w8a for the classifier, the MovieLens-shaped set for the "
+             "regressor) divided by its target (0.2 AUC points, 2% logloss, 1% RMSE): 1.00 "
+             "or less is within every target; *others / target* the same over the other "
+             "(synthetic) sets. Settings are ranked by the first (those within 3/4 of "
+             f"their targets alike, room for seed noise), then the second: a default may "
+             "not lose on real data to win on synthetic data.", ""] + CHOICE
     defaults_params = {}
     for task, est in (("clf", FMClassifier()), ("reg", FMRegressor())):
         q = {k: est.get_params()[k] for k in ("learning_rate", "lr_decay", "batch_size",
@@ -330,7 +349,7 @@ def main(argv=None):
     for task, title in (("clf", "FMClassifier"), ("reg", "FMRegressor")):
         names = [n for n in sets if sets[n][0] == task]
         lines += [f"## {title} ({', '.join(names)}), after {a.epochs} epochs", ""]
-        lines += _table(sets, task, _ranked(rows[task], task), best, a.epochs,
+        lines += _table(sets, task, _ranked(rows[task]), best, a.epochs,
                         defaults_params[task])
         lines += ["", f"### {title}() with its defaults, fit on each set", ""]
         lines += _defaults_table(sets, task, defaults[task], best)

@@ -21,9 +21,9 @@ class _BaseFM(BaseEstimator):
     _valid_losses = ()
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.005, lr_decay=0.5, max_iter=30, batch_size=256,
-                 l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None,
-                 early_stopping="auto", validation_fraction=0.1, n_iter_no_change=5,
+                 learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None):
@@ -297,9 +297,9 @@ class FMRegressor(RegressorMixin, _BaseFM):
     _valid_losses = ("squared",)
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.005, lr_decay=0.5, max_iter=30, batch_size=256,
-                 l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None,
-                 early_stopping="auto", validation_fraction=0.1, n_iter_no_change=5,
+                 learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None, clip_predictions=True):
@@ -352,9 +352,9 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     _valid_losses = ("logistic", "hinge")
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
-                 learning_rate=0.002, lr_decay=1.0, max_iter=30, batch_size=1024,
+                 learning_rate=0.02, lr_decay=1.0, max_iter=30, batch_size=256,
                  l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None,
-                 early_stopping="auto", validation_fraction=0.1, n_iter_no_change=5,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None):

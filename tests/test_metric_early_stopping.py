@@ -87,11 +87,11 @@ def test_callable_scorer_and_bad_scoring(ratings):
 def test_early_stopping_auto_switches_on_above_the_row_count():
     small = make_ratings(AUTO_EARLY_STOPPING_ROWS, n_users=50, n_items=40, n_context=(),
                          random_state=0)
-    m = FMRegressor(max_iter=2, random_state=0).fit(small.X, small.y)
-    assert m.early_stopping == "auto" and m.history_["val_loss"] == []
+    m = FMRegressor(max_iter=2, early_stopping="auto", random_state=0).fit(small.X, small.y)
+    assert m.history_["val_loss"] == []
     big = make_ratings(AUTO_EARLY_STOPPING_ROWS + 1, n_users=50, n_items=40, n_context=(),
                        random_state=0)
-    m = FMRegressor(max_iter=2, random_state=0).fit(big.X, big.y)
+    m = FMRegressor(max_iter=2, early_stopping="auto", random_state=0).fit(big.X, big.y)
     assert len(m.history_["val_loss"]) == 2
     m = FMRegressor(max_iter=2, early_stopping=False, random_state=0).fit(big.X, big.y)
     assert m.history_["val_loss"] == []
