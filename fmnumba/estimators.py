@@ -90,7 +90,8 @@ class _BaseFM(BaseEstimator):
     def _config(self, n_features, dtype, early_stopping=False):
         """The TrainConfig of this fit, L2 strengths in the model's dtype."""
         def l2(name, value):
-            return validation.per_feature_l2(name, value, self.groups, n_features).astype(dtype)
+            return validation.per_feature_l2(name, value, self.groups, n_features,
+                                             getattr(self, "feature_names_in_", None)).astype(dtype)
 
         return TrainConfig(
             loss_code=LOSS_CODES[self.loss], solver=self.solver,

@@ -4,7 +4,6 @@ history. Kernels come from backend.py; nothing here is per-row.
 """
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,8 +91,8 @@ def predict_raw(kern, X, state):
     out = np.empty(X.shape[0], dtype=state.P.dtype)
     if X.shape[0]:
         with _serial_if_unsafe():
-            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bias_state[0]),
-                             state.P, out)
+            kern.predict_csr((X.indptr, X.indices, X.data),
+                             state.P.dtype.type(state.bias_state[0]), state.P, out)
     return out
 
 
@@ -120,7 +119,7 @@ def epoch_learning_rate(cfg, epoch):
     return cfg.learning_rate / (1.0 + cfg.lr_decay * epoch)
 
 
-def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
+def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr):
     """One epoch at step size lr; returns (Σ s·ℓ, Σ s) over the rows visited
     before any non-finite loss, and whether everything stayed finite."""
     if cfg.solver in ADAM_SOLVERS:
@@ -130,16 +129,16 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         bw = np.zeros(n_batches)
         with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
             t, done = kern.adam_epoch(
-                X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
-                state.P, state.M, state.S, state.bias_state, state.t, lr,
-                cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw,
-                cfg.solver == "adamw")
+                (X.indptr, X.indices, X.data), y, sw, order, cfg.batch_size, cfg.loss_code,
+                (state.P, state.M, state.S), state.bias_state, state.t,
+                (lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.solver == "adamw"),
+                (cfg.l2_reg_w, cfg.l2_reg_v), (bl, bw))
         state.t = int(t)
         ok = done == n_batches
         return bl[:done].sum(), bw[:done].sum(), ok
     L = np.empty(order.shape[0])
-    kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
-                   state.P, state.bias_state, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
+    kern.sgd_epoch((X.indptr, X.indices, X.data), y, sw, order, n_threads, cfg.loss_code,
+                   state.P, state.bias_state, lr, (cfg.l2_reg_w, cfg.l2_reg_v), L)
     fin = np.isfinite(L)
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
@@ -157,13 +156,13 @@ def _restore(state, snap):
         state.t = 0
 
 
-def _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr, progress):
+def _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg, n_threads, lr, progress):
     """_run_epoch over `order` in row chunks of whole mini-batches, so that
     progress advances within a long epoch; the batches, their order and the
     step count are those of one call, so results are the same. Without
     progress, one call."""
     if progress is None:
-        return _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr)
+        return _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr)
     n = order.shape[0]
     unit = cfg.batch_size if cfg.solver in ADAM_SOLVERS else 1
     chunk = unit * max(1, -(-min(n, 4096) // unit))   # a first, short chunk measures the rate
@@ -172,7 +171,7 @@ def _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg, n_threads, scratch, 
     while a < n:
         b = min(n, a + chunk)
         t0 = time.perf_counter()
-        ls, ws, ok = _run_epoch(kern, X, y, sw, order[a:b], state, cfg, n_threads, scratch, lr)
+        ls, ws, ok = _run_epoch(kern, X, y, sw, order[a:b], state, cfg, n_threads, lr)
         dt = time.perf_counter() - t0
         lsum += ls
         wsum += ws
@@ -228,7 +227,6 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     when not running it to the end, so the thread count is restored.
     """
     n = X.shape[0]
-    scratch = np.zeros(X.shape[1], dtype=np.int64)
     best = (np.inf, None, 0)
     no_improve = 0
     epochs = 0
@@ -240,8 +238,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     try:
         snap = None
         # a device backend keeps its parameter copy resident for the whole fit
-        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, \
-                getattr(kern, "session", nullcontext)():
+        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, kern.session():
             for _ in range(max_iter):
                 if snap is None:
                     snap = (state.P.copy(), state.bias_state.copy())
@@ -252,7 +249,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
                     lsum, wsum, ok = _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg,
-                                                          n_threads, scratch, lr, bar)
+                                                          n_threads, lr, bar)
                 except KeyboardInterrupt:
                     _restore(state, snap)
                     raise
