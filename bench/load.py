@@ -9,7 +9,7 @@ OMP_WAIT_POLICY=PASSIVE set before the runtime loads), `tbb` and
 `workqueue`, and `fmnumba` (no setting: the layer fmnumba picks). The fit:
 FMRegressor (Adam, k = 8, 5 epochs) on a sparse set of 160k rows over 160k
 Zipf-popular features in 21 fields; the search: 4 candidates × 2 folds of
-a 3-epoch FMRegressor on 40k MovieLens-shaped ratings. Medians of
+a 5-epoch FMRegressor on 100k MovieLens-shaped ratings. Medians of
 --repeats runs, warm JIT; the load average before each run is recorded.
 Writes bench/results/load.md and .json.
 
@@ -44,7 +44,7 @@ def _worker(repeats, quick):
     n = 20_000 if quick else 200_000
     d = make_fm_data(n, large_field_sizes(n), random_state=0)
     X, _, y, _ = d.split(0.2)
-    r = make_ratings(10_000 if quick else 40_000, n_users=943, n_items=1682, n_context=(),
+    r = make_ratings(10_000 if quick else 100_000, n_users=943, n_items=1682, n_context=(),
                      random_state=0)
     FMRegressor(max_iter=1, random_state=0, n_jobs=1).fit(X[:2000], y[:2000])  # warm JIT
     FMRegressor(max_iter=1, random_state=0).fit(X[:2000], y[:2000])
@@ -57,7 +57,7 @@ def _worker(repeats, quick):
 
     def search(n_jobs):
         t = time.perf_counter()
-        GridSearchCV(FMRegressor(max_iter=3, random_state=0), grid, cv=2,
+        GridSearchCV(FMRegressor(max_iter=5, random_state=0), grid, cv=2,
                      n_jobs=n_jobs).fit(r.X, r.y)
         return time.perf_counter() - t
 
