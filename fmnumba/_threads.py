@@ -127,6 +127,8 @@ def resolve_threads(n_jobs):
 def numba_threads(n_jobs):
     """Set Numba's thread count for the block (see resolve_threads) and
     restore it afterwards; yields the count."""
+    from ._validation import check_n_jobs
+    check_n_jobs(n_jobs)  # set_params after fit is not validated until here
     old = numba.get_num_threads()
     n = resolve_threads(n_jobs)
     if n != old:
