@@ -22,7 +22,6 @@ from contextlib import contextmanager
 
 import numba
 
-_FORK_SAFE = ("tbb", "workqueue")
 _TBB_LIB = "libtbb.so.12"
 _in_forked_child = False
 
