@@ -24,6 +24,7 @@ import numba
 
 _TBB_LIB = "libtbb.so.12"
 _in_forked_child = False
+_chosen = None  # the layer choose_threading_layer set, if it set one
 
 
 def _load_tbb():
@@ -76,8 +77,19 @@ def choose_threading_layer():
         if wanted in ("tbb", "default", "safe", "threadsafe", ""):
             _load_tbb()  # let Numba find it if it picks TBB
         return numba.config.THREADING_LAYER
-    numba.config.THREADING_LAYER = "tbb" if _tbb_usable() else "workqueue"
-    return numba.config.THREADING_LAYER
+    global _chosen
+    _chosen = "tbb" if _tbb_usable() else "workqueue"
+    numba.config.THREADING_LAYER = _chosen
+    return _chosen
+
+
+def ensure_threading_layer():
+    """Put fmnumba's choice back before Numba starts its thread pool, in case
+    numba.config was reloaded from the environment since import (importing
+    numba-cuda does that)."""
+    if (_chosen is not None and numba.config.THREADING_LAYER != _chosen
+            and not os.environ.get("NUMBA_THREADING_LAYER") and not _layer_already_chosen()):
+        numba.config.THREADING_LAYER = _chosen
 
 
 def _after_fork_in_child():
@@ -128,6 +140,7 @@ def numba_threads(n_jobs):
     restore it afterwards; yields the count."""
     from ._validation import check_n_jobs
     check_n_jobs(n_jobs)  # set_params after fit is not validated until here
+    ensure_threading_layer()
     old = numba.get_num_threads()
     n = resolve_threads(n_jobs)
     if n != old:

@@ -106,3 +106,28 @@ def test_concurrent_fits_from_threads_match_serial(ratings):
     assert not errors
     for m in models:
         np.testing.assert_array_equal(m._state.P, ref._state.P)
+
+
+@pytest.mark.skipif(bool(USER_LAYER), reason="NUMBA_THREADING_LAYER chosen by the user")
+def test_choice_survives_a_config_reload():
+    """numba.config reloaded from the environment after import (as numba-cuda
+    does) before the first parallel launch: the fork-safe layer still wins."""
+    script = textwrap.dedent("""
+        import numba
+        import fmnumba
+        from fmnumba import FMRegressor
+        from fmnumba.datasets import make_ratings
+        import os
+        os.environ["NUMBA_OPT"] = "3"   # Numba re-reads its config when the environment changes
+        numba.config.reload_config()
+        assert numba.config.THREADING_LAYER == "default"
+        d = make_ratings(500, n_users=20, n_items=20, n_context=(), random_state=0)
+        FMRegressor(max_iter=1, n_jobs=2).fit(d.X, d.y)
+        print(numba.config.THREADING_LAYER, numba.threading_layer())
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    configured, loaded = p.stdout.split()[-2:]
+    assert configured == loaded and loaded in ("tbb", "workqueue")
