@@ -9,10 +9,10 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from ._validation import ADAM_SOLVERS, check_n_jobs
+from ._threads import numba_threads, serial_if_unsafe as _serial_if_unsafe
+from ._validation import ADAM_SOLVERS
 from .losses import loss_numpy
 
 
@@ -106,10 +106,11 @@ class EpochRecord:
     """What one completed epoch produced: its weighted mean training loss,
     the validation loss (None without a validation set) and the seconds of
     training since the call started (validation passes before this epoch's
-    included)."""
+    included); val_score: the `scoring` value on it (higher is better)."""
     train_loss: float
     val_loss: float
     seconds: float
+    val_score: float = None  # the scorer's value on the validation set (with scoring)
 
 
 def abs_max(A, rows=1 << 16):
@@ -136,22 +137,6 @@ def kernel_weights(sw, solver, dtype, rows=None):
     return (sw / (sw.mean() if rows is None else sw[rows].mean())).astype(dtype)
 
 
-@contextmanager
-def numba_threads(n_jobs):
-    """Set Numba's thread count for the block and restore it afterwards."""
-    check_n_jobs(n_jobs)  # set_params after fit is not validated until here
-    if n_jobs is None:
-        yield numba.get_num_threads()
-        return
-    old = numba.get_num_threads()
-    n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else min(n_jobs, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(old)
-
-
 def predict_raw(kern, X, state):
     """ŷ for every row of canonical CSR X (n_rows,), in P's dtype."""
     out = np.empty(X.shape[0], dtype=state.P.dtype)
@@ -160,25 +145,6 @@ def predict_raw(kern, X, state):
             kern.predict_csr((X.indptr, X.indices, X.data),
                              state.P.dtype.type(state.bias_state[0]), state.P, out)
     return out
-
-
-_WORKQUEUE_LOCK = threading.RLock()
-
-
-@contextmanager
-def _serial_if_unsafe():
-    """Serialise kernel launches when Numba runs on its 'workqueue' threading
-    layer, which aborts the process on concurrent parallel launches; the omp
-    and tbb layers are thread-safe and run concurrent calls in parallel."""
-    try:
-        safe = numba.threading_layer() in ("omp", "tbb")
-    except ValueError:  # no parallel region has run yet: layer not chosen
-        safe = False
-    if safe:
-        yield
-    else:
-        with _WORKQUEUE_LOCK:
-            yield
 
 
 def _weighted_loss(code, yhat, y, sw):
@@ -357,15 +323,72 @@ def interrupts_deferred():
         signal.signal(signal.SIGINT, old)
 
 
+def _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg, n_threads, lr, progress):
+    """_run_epoch over `order` in row chunks of whole mini-batches, so that
+    progress advances within a long epoch; the batches, their order and the
+    step count are those of one call, so results are the same. Without
+    progress, one call."""
+    if progress is None:
+        return _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr)
+    n = order.shape[0]
+    unit = cfg.batch_size if cfg.solver in ADAM_SOLVERS else 1
+    chunk = unit * max(1, -(-min(n, 4096) // unit))   # a first, short chunk measures the rate
+    lsum = wsum = 0.0
+    a = 0
+    while a < n:
+        b = min(n, a + chunk)
+        t0 = time.perf_counter()
+        ls, ws, ok = _run_epoch(kern, X, y, sw, order[a:b], state, cfg, n_threads, lr)
+        dt = time.perf_counter() - t0
+        lsum += ls
+        wsum += ws
+        if not ok:
+            return lsum, wsum, False
+        progress.advance(b - a)
+        # aim at about PROGRESS_CHUNK_S seconds per call
+        rate = (b - a) / max(dt, 1e-6)
+        chunk = unit * max(1, int(rate * PROGRESS_CHUNK_S) // unit)
+        a = b
+    return lsum, wsum, True
+
+
+PROGRESS_CHUNK_S = 0.5
+
+
+def _epoch_figures(cfg, rec, score_name):
+    """The figures the progress shows after an epoch, in the user's units."""
+    from ._progress import loss_figure, score_figure
+    figs = [loss_figure(cfg.loss_code, rec.train_loss)]
+    if rec.val_loss is not None:
+        f = loss_figure(cfg.loss_code, rec.val_loss)
+        figs.append(None if f is None else ("val_" + f[0], f[1]))
+    if rec.val_score is not None:
+        f = score_figure(score_name, rec.val_score)
+        figs.append(("val_" + f[0], f[1]))
+    return [f for f in figs if f is not None]
+
+
+def _monitored(cfg, rec, has_val):
+    """The value early stopping and tol watch (lower is better): the
+    validation score negated when a scorer is set, else the validation
+    loss with early stopping, else the training loss."""
+    if cfg.early_stopping and has_val:
+        return -rec.val_score if rec.val_score is not None else rec.val_loss
+    return rec.train_loss
+
+
 def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0,
-          rows=None):
+          scorer=None, score_name=None, rows=None):
     """Run up to max_iter epochs on canonical CSR X with targets y (in the
     loss's encoding) and kernel weights sw (see kernel_weights), both in P's
     dtype; val = (Xv, yv, swv) or None. epochs_done: epochs the model ran
-    before this call (they set the step-size schedule). rows: the rows of X
-    to train on (sorted int64 ids; None: all), so that a validation split
-    needs no copy of the training rows; epochs visit them as they would
-    visit a copy holding only them.
+    before this call (they set the step-size schedule). scorer: None, or a
+    callable () -> float scoring the current parameters on the validation
+    set (higher is better), recorded per epoch and, with early stopping,
+    monitored instead of the loss; score_name labels it in the progress.
+    rows: the rows of X to train on (sorted int64 ids; None: all), so that
+    a validation split needs no copy of the training rows; epochs visit
+    them as they would visit a copy holding only them.
 
     A generator: updates `state` in place and yields one EpochRecord per
     completed epoch; with early stopping, `state` ends at the best epoch.
@@ -392,8 +415,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     epochs = 0
     bar = None
     if cfg.verbose:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=max_iter, desc="fmnumba fit", unit="epoch")
+        from ._progress import Progress
+        bar = Progress(total_rows=n * max_iter)
     t_start = time.perf_counter()
     try:
         # one copy of the changing rows: the epoch start, or with early
@@ -414,8 +437,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                     order = rows[order]
                 lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
-                    lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
-                                                n_threads, lr)
+                    lsum, wsum, ok = _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg,
+                                                          n_threads, lr, bar)
                 except BaseException:  # Ctrl-C, MemoryError: the epoch is half done
                     _restore(state, snap)
                     raise
@@ -442,12 +465,13 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 if val is not None:
                     val_loss = _weighted_loss(cfg.loss_code, predict_raw(kern, val[0], state),
                                               val[1], val[2])
-                yield EpochRecord(train_loss, val_loss, seconds)
+                val_score = None if scorer is None else float(scorer())
+                rec = EpochRecord(train_loss, val_loss, seconds, val_score)
+                yield rec
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(train_loss=f"{train_loss:.4f}",
-                                    **({} if val_loss is None else {"val_loss": f"{val_loss:.4f}"}))
-                monitor = val_loss if (cfg.early_stopping and val is not None) else train_loss
+                    bar.epoch_done(epochs_done + epochs, epochs_done + max_iter,
+                                   _epoch_figures(cfg, rec, score_name))
+                monitor = _monitored(cfg, rec, val is not None)
                 if cfg.tol is None and not cfg.early_stopping:
                     continue
                 tol = cfg.tol or 0.0
@@ -485,6 +509,7 @@ def check_saveable(state, history, n_iter):
     if not np.isfinite(state.bias_state).all():
         raise ValueError(f"save: the model's intercept state holds NaN or inf. {fix}")
     n = len(history.get("train_loss", ()))
-    if len(history.get("time_s", ())) != n or len(history.get("val_loss", ())) > n:
+    if len(history.get("time_s", ())) != n or len(history.get("val_loss", ())) > n \
+            or len(history.get("val_score", ())) > n:
         raise ValueError(f"save: the lists of history_ disagree in length ({n} training "
                          f"losses). {fix}")

@@ -243,7 +243,9 @@ _INTERRUPT_SCRIPT = textwrap.dedent("""
                 pass
         h = m.history_
         lens = {{k: len(v) for k, v in h.items()}}
-        if len(set(lens.values())) != 1 or m.n_iter_ != lens["train_loss"]:
+        n = lens["train_loss"]  # val_score is recorded only with scoring=
+        if (lens["val_loss"] != n or lens["time_s"] != n or lens.get("val_score", 0) not in (0, n)
+                or m.n_iter_ != n):
             bad += 1
         if not np.all(np.isfinite(m._state.P)):
             bad += 1
@@ -511,3 +513,15 @@ def test_max_batch_nnz_bounds_every_batch():
         for a in range(0, 500, 64):
             assert lengths[order[a:a + 64]].sum() <= bound
     assert validation.max_batch_nnz(X, 10_000) == X.nnz
+
+
+def test_refit_scores_the_model_being_trained():
+    """The new state is built aside during a refit; the validation scorer
+    must score it, not the previous model the estimator still holds."""
+    X, y = _data()
+    X2, y2 = _data(seed=7)
+    m = reg(max_iter=1).fit(X, y)
+    m.set_params(max_iter=3, scoring="neg_mean_squared_error").fit(X2, y2, eval_set=(X2, y2))
+    from sklearn.metrics import mean_squared_error
+    assert m.history_["val_score"][-1] == pytest.approx(-mean_squared_error(y2, m.predict(X2)),
+                                                        rel=1e-6)
