@@ -90,7 +90,8 @@ def test_sync_two_workers_matches_single_machine(client, ratings):
 def test_local_mode_rmse_within_2_percent(client):
     d = make_ratings(8000, n_users=200, n_items=100, random_state=1)
     Xtr, Xte, ytr, yte = d.split(0.25, random_state=0)
-    kw = dict(n_factors=4, max_iter=15, batch_size=64, learning_rate=0.02, random_state=0)
+    kw = dict(n_factors=4, max_iter=15, batch_size=64, learning_rate=0.02, lr_decay=0.5,
+              l2_reg_w=0.01, l2_reg_v=0.01, random_state=0)
     ref = FMRegressor(**kw).fit(Xtr, ytr)
     Xd, yd = _dask(Xtr, ytr, 1500)
     m = DaskFMRegressor(**kw, client=client, mode="local", sync_every=8).fit(Xd, yd)

@@ -76,6 +76,12 @@ class _DaskFM(BaseEstimator):
         if self.solver not in V.ADAM_SOLVERS:
             raise ValueError(f"solver={self.solver!r}: the Dask estimators train with "
                              f"{' or '.join(map(repr, V.ADAM_SOLVERS))}; use one of them.")
+        if self.scoring is not None:
+            raise ValueError("scoring: the Dask estimators monitor the eval_set loss only; "
+                             "leave scoring=None, or score to_local() on held-out data.")
+        if self.early_stopping == "auto":
+            raise ValueError("early_stopping='auto' is for single-machine fits; pass "
+                             "early_stopping=True with an eval_set, or False.")
         if self.mode == "sync" and self.device != "cpu":
             raise ValueError(f"device={self.device!r} with mode='sync': sync mode's gradient "
                              "kernels run on CPU workers; use device='cpu' or mode='local'.")
@@ -153,7 +159,8 @@ class _DaskFM(BaseEstimator):
             if not resume:
                 w0 = self._init_w0(load)
                 self._state = FMState.init(nf, k, dtype, float(self.init_std), w0, rng)
-                self.history_ = {"train_loss": [], "val_loss": [], "time_s": []}
+                self.history_ = {"train_loss": [], "val_loss": [], "val_score": [],
+                                 "time_s": []}
                 self.n_iter_ = 0
                 self.n_features_in_ = nf
                 if classes is not None:
@@ -161,6 +168,11 @@ class _DaskFM(BaseEstimator):
                 names = getattr(X, "columns", None)
                 if names is not None and all(isinstance(c, str) for c in names):
                     self.feature_names_in_ = np.asarray(list(names), dtype=object)
+            if isinstance(self, RegressorMixin):
+                lo, hi = load["y_min"], load["y_max"]
+                if resume and getattr(self, "target_range_", None) is not None:
+                    lo, hi = min(lo, self.target_range_[0]), max(hi, self.target_range_[1])
+                self.target_range_ = (lo, hi)
             self._state.ensure_adam()
             coord.push_state(self._state)
             self._train(coord, cfg, rng, eval_blocks)
@@ -258,7 +270,7 @@ class _DaskFM(BaseEstimator):
         est.n_iter_ = self.n_iter_
         est.history_ = {k: list(v) for k, v in self.history_.items()}
         est._rng = self._rng
-        for a in ("classes_", "feature_names_in_"):
+        for a in ("classes_", "feature_names_in_", "target_range_"):
             if hasattr(self, a):
                 setattr(est, a, getattr(self, a))
         return est
@@ -317,12 +329,13 @@ class DaskFMRegressor(RegressorMixin, _DaskFM):
     _local_cls = FMRegressor
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.005, lr_decay=0.5, max_iter=30, batch_size=256,
-                 l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None,
+                 learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
-                 client=None, mode="sync", sync_every=16):
+                 scoring=None, clip_predictions=True, client=None, mode="sync",
+                 sync_every=16):
         for name, value in list(locals().items()):
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
@@ -353,12 +366,12 @@ class DaskFMClassifier(ClassifierMixin, _DaskFM):
     _local_cls = FMClassifier
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
-                 learning_rate=0.002, lr_decay=1.0, max_iter=30, batch_size=1024,
+                 learning_rate=0.02, lr_decay=1.0, max_iter=30, batch_size=256,
                  l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
-                 client=None, mode="sync", sync_every=16):
+                 scoring=None, client=None, mode="sync", sync_every=16):
         for name, value in list(locals().items()):
             if name not in ("self", "__class__"):
                 setattr(self, name, value)

@@ -141,6 +141,8 @@ class Shard:
                 "sum_sw": float(tr.sw64.sum()),
                 "dot_sw_y": float(np.dot(tr.sw64, tr.y64)),
                 "dot_sw_pos": float(np.dot(tr.sw64, tr.y64 > 0)),
+                "y_min": float(tr.y64.min()) if tr.y64.size else np.inf,
+                "y_max": float(tr.y64.max()) if tr.y64.size else -np.inf,
                 "mask": np.packbits(mask)}
 
     def set_rows(self, rows, P, M=None, S=None):

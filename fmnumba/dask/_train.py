@@ -192,7 +192,9 @@ class Coordinator:
         self.pending = [None] * len(self.shards)
         return {"sum_sw": sum(d["sum_sw"] for d in loaded),
                 "dot_sw_y": sum(d["dot_sw_y"] for d in loaded),
-                "dot_sw_pos": sum(d["dot_sw_pos"] for d in loaded)}
+                "dot_sw_pos": sum(d["dot_sw_pos"] for d in loaded),
+                "y_min": min(d["y_min"] for d in loaded),
+                "y_max": max(d["y_max"] for d in loaded)}
 
     def push_state(self, state):
         """Copy the master rows each shard uses into its replica."""
