@@ -153,7 +153,8 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
                 f"mcmc: the sample of sweep {t} gives non-finite predictions on the training "
                 "data (values of X too large for the model dtype?). Scale X's values or use "
                 "dtype=np.float64.")
-        state.history["train_rmse"].append(float(np.sqrt(sum_we2 / sum_w)))
+        state.history["train_rmse"].append(float(np.sqrt(sum_we2 / sum_w)) if sum_w > 0
+                                           else float("nan"))
         if not fixed_hyper:
             if not probit:
                 state.alpha = K.draw_alpha(key, t, sum_w, sum_we2, hyper.a_alpha, hyper.b_alpha)

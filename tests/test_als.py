@@ -1,0 +1,98 @@
+"""ALS (fmnumba/als.py, fmnumba/cpu/als.py, cpu/_columns.py) against the
+dense coordinate minimisers of tests/naive.py."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fmnumba import als as A
+from fmnumba.backend import get_kernels
+from fmnumba.column_view import build_column_view
+from fmnumba.datasets import make_ratings
+
+try:
+    from . import naive
+    from . import strategies as S
+except ImportError:
+    import naive
+    import strategies as S
+
+DTYPES = (np.float32, np.float64)
+
+
+def _l2(data, p):
+    """(lam_w, lam_v) for the solver ((1,) or (p,)) and per feature for naive."""
+    if data.draw(st.booleans()):
+        lw, lv = data.draw(st.floats(0.01, 3.0)), data.draw(st.floats(0.01, 3.0))
+        return np.array([lw]), np.array([lv]), np.full(p, lw), np.full(p, lv)
+    lw = np.array(data.draw(st.lists(st.floats(0.01, 3.0), min_size=p, max_size=p)))
+    lv = np.array(data.draw(st.lists(st.floats(0.01, 3.0), min_size=p, max_size=p)))
+    return lw, lv, lw, lv
+
+
+@given(prob=st.one_of(*(S.fm_problem(dtype=dt, kind="moderate", loss_codes=(0,), max_rows=12,
+                                     max_k=4, p_scale=0.3) for dt in DTYPES)),
+       data=st.data())
+@settings(max_examples=40)
+def test_als_sweep_matches_dense_coordinate_minimisers(prob, data):
+    """Each coordinate step of a sweep is the dense closed-form minimiser."""
+    p = prob.X.shape[1]
+    lw, lv, lw_p, lv_p = _l2(data, p)
+    P = prob.P.copy()
+    w0 = float(prob.dtype.type(prob.w0))
+    view = build_column_view(prob.X, prob.dtype)
+    hist = {}
+    new_w0 = A.run_als(prob.X, prob.y, prob.sw, P, w0, max_iter=1, l2_reg_w=lw, l2_reg_v=lv,
+                       view=view, history=hist)
+    w0_ref, P_ref = naive.als_sweep(prob.dense, prob.y, prob.sw, w0, prob.P, view.cols,
+                                    lw_p, lv_p)
+    tol = 1e-8 if prob.dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(new_w0, w0_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(P, P_ref, rtol=tol, atol=tol)
+    J = [naive.als_objective(prob.dense, prob.y, prob.sw, w0, prob.P, lw_p, lv_p),
+         naive.als_objective(prob.dense, prob.y, prob.sw, w0_ref, P_ref, lw_p, lv_p)]
+    np.testing.assert_allclose(hist["objective"], J, rtol=10 * tol, atol=10 * tol)
+
+
+@given(prob=st.one_of(*(S.fm_problem(dtype=dt, kind="moderate", loss_codes=(0,), max_rows=30,
+                                     max_k=6, p_scale=0.3) for dt in DTYPES)),
+       data=st.data())
+@settings(max_examples=30)
+def test_als_objective_never_increases(prob, data):
+    p = prob.X.shape[1]
+    lw, lv, _, _ = _l2(data, p)
+    hist = {}
+    A.run_als(prob.X, prob.y, prob.sw, prob.P.copy(), float(prob.dtype.type(prob.w0)),
+              max_iter=15, l2_reg_w=lw, l2_reg_v=lv, history=hist)
+    J = np.array(hist["objective"])
+    assert J.shape == (16,) and np.isfinite(J).all()
+    slack = (1e-9 if prob.dtype == np.float64 else 1e-4) * max(1.0, J[0])
+    assert np.all(np.diff(J) <= slack), np.diff(J).max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_als_recovers_planted_model(dtype):
+    """Test RMSE within 5% of the noise floor on planted one-hot ratings."""
+    d = make_ratings(60_000, 300, 200, n_context=(), n_factors=4, noise=0.5, random_state=0)
+    Xtr, Xte, ytr, yte = d.split()
+    Xtr, Xte = sp.csr_matrix(Xtr), sp.csr_matrix(Xte)
+    rng = np.random.default_rng(0)
+    P = np.zeros((Xtr.shape[1], 5), dtype=dtype)
+    P[:, 1:] = rng.normal(0, 0.1, (Xtr.shape[1], 4))
+    w0 = A.run_als(Xtr, ytr, np.ones(Xtr.shape[0]), P, float(ytr.mean()), max_iter=40,
+                   l2_reg_w=np.array([5.0]), l2_reg_v=np.array([5.0]))
+    out = np.empty(Xte.shape[0], dtype=dtype)
+    get_kernels("cpu").predict_csr(Xte.indptr, Xte.indices, Xte.data, dtype(w0), P, out)
+    rmse = float(np.sqrt(np.mean((out - yte) ** 2)))
+    assert rmse < 1.05 * d.noise, rmse
+
+
+def test_als_without_l2_leaves_unseen_features_alone():
+    """λ = 0: a feature that never occurs has no minimiser; it keeps its value."""
+    X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.5, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    P = np.full((3, 3), 0.3)
+    A.run_als(X, np.array([1.0, 2.0, 3.0]), np.ones(3), P, 0.0, max_iter=3,
+              l2_reg_w=np.array([0.0]), l2_reg_v=np.array([0.0]))
+    np.testing.assert_array_equal(P[1], 0.3)
+    assert np.isfinite(P).all()
