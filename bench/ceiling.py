@@ -30,14 +30,14 @@ Run in its own process (NUMBA_NUM_THREADS set explicitly by the caller):
 
     python -m bench.ceiling --data TRAIN.npz --k 8,64 --threads 2 --out c.json
 """
-import argparse
 import functools
-import json
 import sys
-import time
 from types import SimpleNamespace
 
 import numpy as np
+
+from bench.protocol import load_arrays, write_json
+from bench.timing import median_time, parse_tool_args, tool_parser
 
 CHUNK = 1024
 STATE_PREFETCH_DISTANCES = (1, 2, 4, 8)  # rows ahead; the state bound takes the fastest
@@ -214,12 +214,7 @@ def batch_features(indptr, indices, order, batch_size):
 
 
 def _median_time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+    return median_time(fn, repeats)[0]
 
 
 def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
@@ -331,33 +326,13 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="npz with indptr, indices, shape")
-    p.add_argument("--k", default="8,64")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+    p = tool_parser(__doc__)
     p.add_argument("--stream-mib", type=int, default=512)
-    p.add_argument("--epoch-rows", type=int, default=200_000)
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="Adam batch size (default: the estimators' default)")
-    p.add_argument("--out", default=None)
-    a = p.parse_args(argv)
-    z = np.load(a.data)
-    indptr = z["indptr"].astype(np.int64)
-    indices = z["indices"].astype(np.int32)
-    n_features = int(z["shape"][1])
-    if a.batch_size is None:
-        from fmnumba import FMRegressor
-        a.batch_size = FMRegressor().batch_size
-    res = measure(indptr, indices, n_features, ks=[int(x) for x in a.k.split(",")],
-                  threads=a.threads, repeats=a.repeats, stream_mib=a.stream_mib,
-                  epoch_rows=a.epoch_rows, batch_size=a.batch_size)
-    txt = json.dumps(res, indent=1)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(txt + "\n")
-    print(txt)
-    return 0
+    a = parse_tool_args(p, argv)
+    indptr, indices, _, _, n_features = load_arrays(a.data)
+    return write_json(measure(indptr, indices, n_features, ks=a.k, threads=a.threads,
+                              repeats=a.repeats, stream_mib=a.stream_mib,
+                              epoch_rows=a.epoch_rows, batch_size=a.batch_size), a.out)
 
 
 if __name__ == "__main__":

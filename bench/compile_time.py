@@ -9,13 +9,15 @@ loading what the earlier calls did not).
 
     python -m bench.compile_time --threads 2 --out c.json
 """
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench.protocol import write_json
+from bench.timing import tool_parser
 
 CHILD = r"""
 import json, sys, time
@@ -75,19 +77,11 @@ def measure(threads=2, timeout=600, cached_repeats=1):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
+    p = tool_parser(__doc__, data=False)
     p.add_argument("--timeout", type=int, default=600)
     p.add_argument("--cached-repeats", type=int, default=1)
-    p.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    res = measure(a.threads, a.timeout, a.cached_repeats)
-    txt = json.dumps(res, indent=1)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(txt + "\n")
-    print(txt)
-    return 0
+    return write_json(measure(a.threads, a.timeout, a.cached_repeats), a.out)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.run import SHARED_DATA
+from bench.data import SHARED_DATA
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -12,8 +12,8 @@ through /proc/self/clear_refs; loading the raw arrays cannot push it above
 the fit's own peak), cross-checked by a thread that samples RSS every
 millisecond.
 
-Budget (issue 5): peak RSS of the fit, counted from before the data were
-loaded (so the input itself is included), must stay within
+Budget: peak RSS of the fit, counted from before the data were loaded (so
+the input itself is included), must stay within
 1.5 × (input CSR + parameters P + Adam state M, S).
 """
 import json
@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.protocol import proc_status_bytes, reset_peak_rss  # noqa: E402
+
 N_ROWS = 1_000_000
 K = 8
 
@@ -35,25 +38,11 @@ def _rss():
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _reset_peak():
-    """Reset the kernel's high-water mark (Linux >= 4.0); False if not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _peak():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """Peak RSS so far in bytes: VmHWM, else ru_maxrss."""
+    hwm = proc_status_bytes("VmHWM")
+    return hwm if hwm is not None else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def make_cache(folder):
@@ -85,7 +74,7 @@ def child(folder):
     fmnumba.FMRegressor(n_factors=K, max_iter=1).fit(Xs, np.ones(50)).predict(Xs)
     import gc
     gc.collect()
-    reset_ok = _reset_peak()  # the warm-up's (compilation) peak must not count
+    reset_ok = reset_peak_rss()  # the warm-up's (compilation) peak must not count
     base = _rss()
     peak_before = _peak()
     data = np.load(folder / "data.npy")
@@ -140,7 +129,7 @@ def main():
     growth = r["peak_fit"] - r["rss_loaded"]
     ratio = used / need
     lines = [
-        "# Peak memory of fit (issue 5, item 7)",
+        "# Peak memory of fit",
         "",
         "Command: `python bench/memory.py` (fresh subprocess; k = 8, 1 epoch, "
         "float32, lazy Adam, default batch size)",
@@ -169,14 +158,10 @@ def main():
            "warm-up, so an upper bound") + f"); a 1 ms RSS sampler saw "
         f"{(r['sampled_peak_fit'] - r['baseline_rss']) / mb:.1f} MB above the baseline.",
         "",
-        "Before the issue-5 fixes the same run peaked at about 565 MB (2.0×): validation "
-        "copied an already canonical X (+172 MB), the factor initialisation drew one "
-        "n_features × k float64 block (+64 MB) and the divergence guard briefly held two "
-        "parameter snapshots (+36 MB). Now a canonical CSR of the model's dtype is used "
-        "without a copy, the initialisation draws in 1M-value chunks (same numbers) and the "
-        "snapshot buffer is reused. What remains above the unit: one snapshot of P for the "
-        "divergence guard (36 MB), y/weights/shuffle-order vectors (~40 MB) and the per-feature "
-        "L2 and scratch arrays (~24 MB).",
+        "What the fit holds above the unit: one snapshot of P for the divergence guard "
+        "(36 MB), the y, weight and shuffle-order vectors (~40 MB) and the per-feature L2 and "
+        "scratch arrays (~24 MB). A canonical CSR of the model's dtype is used without a "
+        "copy, and the factors are initialised in 1M-value chunks.",
         "",
     ]
     text = "\n".join(lines)

@@ -14,39 +14,13 @@ report's profiling section is built from.
 
     python -m bench.throughput --data TRAIN.npz --k 8,64 --threads 2 --out t.json
 """
-import argparse
-import json
 import sys
 import time
 
 import numpy as np
 
-
-def _median_time(fn, repeats, setup=None):
-    ts = []
-    for _ in range(repeats):
-        if setup is not None:
-            setup()
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)), [float(t) for t in ts]
-
-
-def _in_turn(steps, repeats):
-    """Times of each (setup, fn) of `steps`, run in turn within each repeat
-    so that all see the same machine state (the shared machine's speed
-    drifts between separate processes); setup is not timed. Returns one list
-    of times per step."""
-    times = [[] for _ in steps]
-    for _ in range(repeats):
-        for (setup, fn), acc in zip(steps, times):
-            if setup is not None:
-                setup()
-            t0 = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t0)
-    return times
+from bench.protocol import load_arrays, write_json
+from bench.timing import in_turn, median_time, parse_tool_args, tool_parser
 
 
 def _interleaved(predict, T, indptr, indices, out, repeats):
@@ -57,7 +31,7 @@ def _interleaved(predict, T, indptr, indices, out, repeats):
     gathers = (_kernels().gather_sum, _kernels().gather_sum_prefetch)
     for g in gathers:
         g(indptr, indices, T, out)
-    tp, *tg = _in_turn([(None, predict)] + [(None, lambda g=g: g(indptr, indices, T, out))
+    tp, *tg = in_turn([(None, predict)] + [(None, lambda g=g: g(indptr, indices, T, out))
                                             for g in gathers], repeats)
     return float(np.median(tp)), [float(t) for t in tp], min(float(np.median(t)) for t in tg)
 
@@ -71,7 +45,7 @@ def _sgd_and_bound(sgd, reset, indptr, indices, order, T, threads, repeats):
     out = np.empty(order.size, dtype=T.dtype)
     T = T.copy()  # the bound writes its table
     rmw(indptr, indices, order[:64], T, 1, out)
-    ts, tb = _in_turn([(reset, sgd), (None, lambda: rmw(indptr, indices, order, T, threads,
+    ts, tb = in_turn([(reset, sgd), (None, lambda: rmw(indptr, indices, order, T, threads,
                                                         out))], repeats)
     return float(np.median(ts)), [float(t) for t in ts], float(np.median(tb))
 
@@ -173,7 +147,7 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
             res["kernels"].append({"kernel": "predict_csr", "k": k, "threads": nt, "nnz": nnz,
                                    "time_s": s, "times_s": all_s, "nnz_k_per_s": nnz * k / s,
                                    "ceiling_nnz_k_per_s": nnz * k / ceil_s})
-            s, all_s = _median_time(adam, repeats, setup=reset)
+            s, all_s = median_time(adam, repeats, setup=reset)
             res["kernels"].append({"kernel": "adam_epoch", "k": k, "threads": nt,
                                    "nnz": epoch_nnz, "time_s": s, "times_s": all_s,
                                    "nnz_k_per_s": epoch_nnz * k / s})
@@ -237,30 +211,11 @@ def _breakdown(cpu, indptr, indices, data, y, sw, order, code, P, M, S, w0, lam,
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="npz with indptr, indices, data, shape, y")
-    p.add_argument("--k", default="8,64")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--epoch-rows", type=int, default=200_000)
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="Adam batch size (default: the estimators' default)")
-    p.add_argument("--out", default=None)
-    a = p.parse_args(argv)
-    if a.batch_size is None:
-        from fmnumba import FMRegressor
-        a.batch_size = FMRegressor().batch_size
-    z = np.load(a.data)
-    res = measure(z["indptr"].astype(np.int64), z["indices"].astype(np.int32),
-                  z["data"].astype(np.float32), z["y"], int(z["shape"][1]), ks=[int(x) for x in a.k.split(",")],
-                  threads=a.threads, repeats=a.repeats, epoch_rows=a.epoch_rows,
-                  batch_size=a.batch_size)
-    txt = json.dumps(res, indent=1)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(txt + "\n")
-    print(txt)
-    return 0
+    a = parse_tool_args(tool_parser(__doc__), argv)
+    indptr, indices, data, y, n_features = load_arrays(a.data)
+    return write_json(measure(indptr, indices, data, y, n_features, ks=a.k, threads=a.threads,
+                              repeats=a.repeats, epoch_rows=a.epoch_rows,
+                              batch_size=a.batch_size), a.out)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
     md = (out / "smoke.md").read_text()
     assert (out / "LATEST.md").read_text() == md
     assert "python -m bench --quick --datasets small" in md
-    assert "## Targets (issue 4)" in md
+    assert "## Targets" in md
     assert "### small" in md and "fmnumba" in md
     assert "peers skipped" in md
     assert "fraction of ceiling" in md and "same-process ceiling" in md
@@ -68,3 +68,35 @@ def test_quick_bench_writes_report_and_plots(tmp_path):
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert (again / "smoke.md").exists() and (again / "LATEST.md").exists()
+
+
+def test_peer_runners_share_the_harness_npz_format(tmp_path):
+    """A file written by the harness reads back the same through the peers'
+    _common (in a fresh interpreter, as a peer runner imports it) and through
+    bench.protocol; the curve schedule of runners without warm start doubles."""
+    code = r"""
+import sys
+import numpy as np
+import scipy.sparse as sp
+sys.path.insert(0, "bench/peers")
+import _common as C
+from bench import protocol
+X = sp.csr_matrix(np.array([[0, 2.5, 0], [0, 0, 0], [1, 0, -3]]))
+X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(3, 5))
+C.save_npz(sys.argv[1], X, [1, 0, 1])
+Xp, yp = C.load_npz(sys.argv[1], np.float64)
+Xh, yh = protocol.load_npz(sys.argv[1])
+assert Xp.dtype == np.float64 and Xh.dtype == np.float32 and Xh.indices.dtype == np.int32
+assert Xp.shape == Xh.shape == (3, 5)
+assert (Xp.toarray() == X.toarray()).all() and (Xh.toarray() == X.toarray()).all()
+assert list(yp) == list(yh) == [1.0, 0.0, 1.0]
+A, B = C.align_features(Xp, Xp[:, :2])
+assert A.shape == (3, 5) and B.shape == (3, 5) and (B.toarray()[:, :2] == Xp.toarray()[:, :2]).all()
+assert C.schedule(10) == [1, 2, 4, 8, 10] and C.schedule(1) == [1]
+assert "fmnumba" not in sys.modules
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npz")], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]

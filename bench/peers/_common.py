@@ -1,31 +1,27 @@
-"""Shared helpers for the peer runners (bench/peers/run_*.py).
+"""What the peer runners (bench/peers/run_*.py) share beyond bench/protocol.py:
+their command line, the data loading, the curve schedule and the JSON output.
 
 Each runner is executed in its own subprocess (usually inside a separate
-virtualenv holding the peer library), so this module only depends on
-numpy, scipy and scikit-learn.
-
-Data format (TRAIN.npz / TEST.npz): a CSR matrix saved with keys
-``indptr, indices, data, shape, y`` (y float; classification labels in {0,1}).
+virtualenv holding the peer library), so this module, like bench/protocol.py,
+depends on numpy, scipy and scikit-learn only.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+from bench.protocol import (align_features, load_npz, metrics, peak_rss_mib,  # noqa: E402,F401
+                            save_npz, thread_env, write_json)  # save_npz: make_test_data
 
 
 def set_thread_env(threads: int) -> None:
     """Pin common threading runtimes to ``threads``. Call before importing the peer."""
-    n = str(int(threads))
-    for var in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = n
+    os.environ.update(thread_env(threads))
 
 
 def parse_args(description: str, lr_default=None, reg_default=None, extra=None):
@@ -51,72 +47,43 @@ def parse_args(description: str, lr_default=None, reg_default=None, extra=None):
     return p.parse_args()
 
 
-def load_npz(path: str):
-    """Return (X csr_matrix float64, y float64 array)."""
-    z = np.load(path)
-    shape = tuple(int(s) for s in z["shape"])
-    X = sp.csr_matrix((z["data"].astype(np.float64), z["indices"].astype(np.int32),
-                       z["indptr"].astype(np.int64)), shape=shape)
-    y = np.asarray(z["y"], dtype=np.float64)
-    return X, y
+def lr_reg(a, defaults):
+    """(learning rate, L2 strength): the command line's, else the runner's
+    defaults for the task (dict with 'lr' and 'reg')."""
+    return (a.lr if a.lr is not None else defaults["lr"],
+            a.reg if a.reg is not None else defaults["reg"])
 
 
-def align_features(Xtr, Xte):
-    """Give both matrices the same number of columns (max of the two)."""
-    n = max(Xtr.shape[1], Xte.shape[1])
-    if Xtr.shape[1] != n:
-        Xtr = sp.csr_matrix((Xtr.data, Xtr.indices, Xtr.indptr), shape=(Xtr.shape[0], n))
-    if Xte.shape[1] != n:
-        Xte = sp.csr_matrix((Xte.data, Xte.indices, Xte.indptr), shape=(Xte.shape[0], n))
-    return Xtr, Xte
+def load_train_test(a):
+    """(Xtr, ytr, Xte, yte) of --train / --test: float64 CSR with the same
+    number of columns."""
+    Xtr, ytr = load_npz(a.train, np.float64)
+    Xte, yte = load_npz(a.test, np.float64)
+    Xtr, Xte = align_features(Xtr, Xte)
+    return Xtr, ytr, Xte, yte
 
 
-def metrics(task: str, y_true, pred) -> dict:
-    """RMSE for regression; AUC + logloss for classification (pred = P(y=1))."""
-    y_true = np.asarray(y_true, dtype=np.float64)
-    pred = np.asarray(pred, dtype=np.float64).ravel()
-    if task == "regression":
-        return {"rmse": float(np.sqrt(np.mean((pred - y_true) ** 2)))}
-    from sklearn.metrics import log_loss, roc_auc_score
-    p = np.clip(pred, 1e-15, 1 - 1e-15)
-    return {"auc": float(roc_auc_score(y_true, p)),
-            "logloss": float(log_loss(y_true, p, labels=[0, 1]))}
+def dist_version(dist, module=None):
+    """The installed version of distribution `dist`, else module.__version__."""
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:  # noqa: BLE001
+        return getattr(module, "__version__", None)
 
 
-def sigmoid(z):
-    z = np.asarray(z, dtype=np.float64)
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def peak_rss_mib() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    if sys.platform == "darwin":
-        return r / 2**20
-    return r / 1024.0
-
-
-class Timer:
-    def __enter__(self):
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.s = time.perf_counter() - self.t0
-        return False
+def schedule(n):
+    """Curve points of runners that cannot warm start: 1, 2, 4, ... and n."""
+    s, e = [], 1
+    while e < n:
+        s.append(e)
+        e *= 2
+    s.append(n)
+    return s
 
 
 def emit(result: dict, out: str | None) -> None:
+    """Write the runner's JSON (with this process's peak RSS) to stdout and --out."""
     result.setdefault("peak_rss_mib", peak_rss_mib())
-    txt = json.dumps(result, indent=1)
-    if out:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, "w") as f:
-            f.write(txt + "\n")
-    print(txt)
+    write_json(result, out)
 
-
-def save_npz(path: str, X, y) -> None:
-    """Write a CSR matrix + targets in the format ``load_npz`` reads."""
-    X = sp.csr_matrix(X)
-    np.savez(path, indptr=X.indptr, indices=X.indices, data=X.data,
-             shape=np.array(X.shape), y=np.asarray(y, dtype=np.float64))

@@ -35,15 +35,6 @@ def extra(p):
                    help="sweeps per curve block for warm-startable solvers (default ~20 pts)")
 
 
-def schedule(n):
-    s, e = [], 1
-    while e < n:
-        s.append(e)
-        e *= 2
-    s.append(n)
-    return s
-
-
 def main():
     a = C.parse_args(__doc__.splitlines()[0], "n/a", "100 clf / 10 reg (ALS only)", extra)
     C.set_thread_env(a.threads)
@@ -51,15 +42,9 @@ def main():
     import fastFM
     from fastFM import als, mcmc
 
-    try:
-        from importlib.metadata import version as _v
-        version = _v("fastFM")
-    except Exception:
-        version = getattr(fastFM, "__version__", None)
+    version = C.dist_version("fastFM", fastFM)
 
-    Xtr, ytr = C.load_npz(a.train)
-    Xte, yte = C.load_npz(a.test)
-    Xtr, Xte = C.align_features(Xtr, Xte)
+    Xtr, ytr, Xte, yte = C.load_train_test(a)
     clf = a.task == "classification"
     t0 = time.perf_counter()
     Xtr_c, Xte_c = sp.csc_matrix(Xtr), sp.csc_matrix(Xte)
@@ -141,7 +126,7 @@ def main():
         fit_s += conv_s
         how = "cumulative warm-start blocks (n_more_iter)"
     else:  # mcmc classification: no warm start
-        for e in ([n] if a.no_curve else schedule(n)):
+        for e in ([n] if a.no_curve else C.schedule(n)):
             m = make(e)
             t0 = time.perf_counter()
             pred = m.fit_predict_proba(Xtr_c, ytr_f, Xte_c)

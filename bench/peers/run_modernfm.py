@@ -37,11 +37,8 @@ def main():
 
     d = DEFAULTS[a.task]
     opt = a.optimizer or d["optimizer"]
-    lr = a.lr if a.lr is not None else d["lr"]
-    reg = a.reg if a.reg is not None else d["reg"]
-    Xtr, ytr = C.load_npz(a.train)
-    Xte, yte = C.load_npz(a.test)
-    Xtr, Xte = C.align_features(Xtr, Xte)
+    lr, reg = C.lr_reg(a, d)
+    Xtr, ytr, Xte, yte = C.load_train_test(a)
     Est = modern_fm.FMClassifier if a.task == "classification" else modern_fm.FMRegressor
 
     def make(max_iter, warm):

@@ -39,9 +39,7 @@ def main():
     import myfm
     from myfm.base import std_cdf
 
-    Xtr, ytr = C.load_npz(a.train)
-    Xte, yte = C.load_npz(a.test)
-    Xtr, Xte = C.align_features(Xtr, Xte)
+    Xtr, ytr, Xte, yte = C.load_train_test(a)
     n_iter = a.epochs
     n_kept = min(max(n_iter - a.burn_in, 5), n_iter)
     burn = n_iter - n_kept

@@ -52,15 +52,6 @@ class _StdoutToStderr:
         return False
 
 
-def schedule(n):
-    s, e = [], 1
-    while e < n:
-        s.append(e)
-        e *= 2
-    s.append(n)
-    return s
-
-
 def main():
     a = C.parse_args(__doc__.splitlines()[0], "0.03 clf / 0.05 reg (adagrad)", "3e-3 clf / 0.1 reg", extra)
     C.set_thread_env(a.threads)
@@ -71,20 +62,12 @@ def main():
     from sklearn.datasets import dump_svmlight_file
     import xlearn as xl
 
-    version = getattr(xl, "__version__", None)
-    try:
-        from importlib.metadata import version as _v
-        version = _v("xlearn")
-    except Exception:
-        pass
+    version = C.dist_version("xlearn", xl)
 
     d = DEFAULTS[a.task]
     opt = a.opt or d["opt"]
-    lr = a.lr if a.lr is not None else d["lr"]
-    reg = a.reg if a.reg is not None else d["reg"]
-    Xtr, ytr = C.load_npz(a.train)
-    Xte, yte = C.load_npz(a.test)
-    Xtr, Xte = C.align_features(Xtr, Xte)
+    lr, reg = C.lr_reg(a, d)
+    Xtr, ytr, Xte, yte = C.load_train_test(a)
     tmp = tempfile.mkdtemp(prefix="xlearn_peer_")
     ftr, fte = os.path.join(tmp, "train.svm"), os.path.join(tmp, "test.svm")
     fmodel, fout = os.path.join(tmp, "model.out"), os.path.join(tmp, "pred.txt")
@@ -148,7 +131,7 @@ def main():
             C.emit(res, a.out)
             return
         curve = []
-        pts = [a.epochs] if a.no_curve else schedule(a.epochs)
+        pts = [a.epochs] if a.no_curve else C.schedule(a.epochs)
         for e in pts:
             t = fit(e)
             curve.append({"epoch": e, "time_s": t + conv_s, "xlearn_fit_s": t,
