@@ -45,6 +45,7 @@ def run_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups=None, view=
     zeros_w = np.zeros(lam_w.shape[0])
     zeros_v = np.zeros((k, lam_w.shape[0]))
     sw_k = np.ascontiguousarray(sw, dtype=dtype)
+    unit_w = bool(np.all(sw_k == 1))
     target = np.ascontiguousarray(y, dtype=dtype)
     e = np.empty(n_rows, dtype=dtype)
     Q = np.empty((n_rows, k), dtype=dtype)
@@ -75,7 +76,7 @@ def run_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups=None, view=
         w0 = new
         K.update_sweep(view.seg_par, view.seg_b, view.bounds, view.cols, view.cptr,
                        view.ridx, view.cval, e, Q, sw_k, P, gid, zeros_w, lam_w, zeros_v,
-                       lam_v, 1.0, False, _NO_KEY, 0, 0, 0)
+                       lam_v, 1.0, False, _NO_KEY, 0, 0, 0, unit_w, view.unit_x)
         # J after the sweep, from caches rebuilt from P (no drift)
         refresh(True)
     return w0

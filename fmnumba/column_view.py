@@ -24,7 +24,8 @@ N_PAR_CHUNKS = 64      # nnz-balanced chunks of a parallel block
 class ColumnView:
     """cptr (n_features + 1,) int64, ridx (nnz,) int32, cval (nnz,) of the
     model dtype; cols: the visiting order; segments: seg_par (n_seg,) bool,
-    seg_b (n_seg + 1,) into bounds, bounds: positions in cols."""
+    seg_b (n_seg + 1,) into bounds, bounds: positions in cols; unit_x: all
+    stored values are 1."""
     cptr: np.ndarray
     ridx: np.ndarray
     cval: np.ndarray
@@ -33,6 +34,7 @@ class ColumnView:
     seg_b: np.ndarray
     bounds: np.ndarray
     n_parallel_cols: int
+    unit_x: bool = False  # every stored value is 1 (one-hot or binary X)
 
     @property
     def parallel_fraction(self):
@@ -79,4 +81,5 @@ def build_column_view(X, dtype, groups=None):
             bounds.append(hi)
             seg_b.append(len(bounds) - 1)
     return ColumnView(cptr, ridx, cval, cols, np.array(seg_par, dtype=np.bool_),
-                      np.array(seg_b, dtype=np.int64), np.array(bounds, dtype=np.int64), n_par)
+                      np.array(seg_b, dtype=np.int64), np.array(bounds, dtype=np.int64), n_par,
+                      bool(np.all(cval == 1)))

@@ -1,8 +1,9 @@
 """Bayesian FM by Gibbs sampling (libFM's MCMC, myFM): the sweep loop,
 hyperparameter draws, kept samples and prediction from them.
 
-One sweep: refresh the caches (e, q) from the current sample (drawing the
-probit latent targets first for classification), draw the noise precision α
+One sweep: draw the probit latent targets (classification) and update the
+residuals e (every REFRESH_EVERY sweeps and at the start of a call, e and
+q are rebuilt from the sample instead of carried over), draw the noise precision α
 (regression) and every group's (μ, λ) pairs, then w0 and, column by column,
 w_j, v_j1, ..., v_jk (cpu/_columns.update_sweep). A sweep costs
 O(nnz·k). Random numbers are keyed by (seed, sweep, parameter), so a fit is
@@ -28,16 +29,26 @@ from .cpu._columns import N_CHUNKS
 from .cpu._rng import seed_key
 
 
+# Sweeps between two rebuilds of the caches e and q from the sample (in
+# between they are updated incrementally; the rebuild bounds rounding drift).
+REFRESH_EVERY = 10
+
+
 @dataclass
 class Hyper:
-    """Hyperprior constants (libFM's and myFM's defaults)."""
-    a_alpha: float = 1.0   # α ~ Gamma(a_alpha, b_alpha)
-    b_alpha: float = 1.0
-    a_lam: float = 1.0     # λ ~ Gamma(a_lam, b_lam)
-    b_lam: float = 1.0
+    """Hyperprior constants: Gamma(shape, rate) priors on the precisions.
+
+    The defaults are libFM's and myFM's (α_0 = β_0 = 1 in their
+    parameterisation Gamma(α_0/2, β_0/2)): α, λ ~ Gamma(1/2, 1/2),
+    μ | λ ~ N(0, 1/λ); w0 ~ N(0, 10²).
+    """
+    a_alpha: float = 0.5   # α ~ Gamma(a_alpha, b_alpha)
+    b_alpha: float = 0.5
+    a_lam: float = 0.5     # λ ~ Gamma(a_lam, b_lam)
+    b_lam: float = 0.5
     mu0: float = 0.0       # μ | λ ~ N(mu0, 1/(gamma0 λ))
     gamma0: float = 1.0
-    lam0: float = 1e-6     # w0 ~ N(0, 1/lam0)
+    lam0: float = 1e-2     # w0 ~ N(0, 1/lam0)
 
 
 @dataclass
@@ -127,6 +138,7 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
            else np.asarray(groups, dtype=np.int32))
     key = seed_key(state.seed)
     sw_k = np.ascontiguousarray(sw, dtype=dtype)
+    unit_w = bool(np.all(sw_k == 1))
     ysign = np.ascontiguousarray(y, dtype=dtype)
     if probit:
         if state.z is None or state.z.shape[0] != n_rows:
@@ -145,8 +157,11 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
     kept_pos = {int(s): i for i, s in enumerate(kept)}
     for it in range(max_iter):
         t = state.sweeps
-        K.refresh_rows(X.indptr, X.indices, X.data, P, dtype.type(state.w0), target, ysign,
-                       probit, key, t, K.TAG_Z, e, Q, sw_k, sums)
+        if it == 0 or t % REFRESH_EVERY == 0:
+            K.refresh_rows(X.indptr, X.indices, X.data, P, dtype.type(state.w0), target, ysign,
+                           probit, key, t, K.TAG_Z, e, Q, sw_k, sums)
+        else:
+            K.latent_rows(target, ysign, probit, key, t, K.TAG_Z, e, sw_k, sums)
         sum_w, sum_we, sum_we2 = sums.sum(axis=0)
         if not np.isfinite(sum_we2):
             raise FloatingPointError(
@@ -172,7 +187,8 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
         state.w0 = w0
         K.update_sweep(view.seg_par, view.seg_b, view.bounds, view.cols, view.cptr,
                        view.ridx, view.cval, e, Q, sw_k, P, gid, state.mu_w, state.lam_w,
-                       state.mu_v, state.lam_v, alpha, True, key, t, K.TAG_W, K.TAG_V)
+                       state.mu_v, state.lam_v, alpha, True, key, t, K.TAG_W, K.TAG_V,
+                       unit_w, view.unit_x)
         state.sweeps += 1
         i = kept_pos.get(it)
         if i is not None:

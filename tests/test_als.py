@@ -31,6 +31,14 @@ def _l2(data, p):
     return lw, lv, lw, lv
 
 
+
+def _make_binary(prob):
+    """Turn prob into binary X (stored values 1) with unit sample weights."""
+    prob.X.data[:] = 1
+    prob.dense = naive.csr_to_dense(prob.X.indptr, prob.X.indices, prob.X.data, prob.X.shape[1])
+    prob.sw = np.ones_like(prob.sw)
+
+
 @given(prob=st.one_of(*(S.fm_problem(dtype=dt, kind="moderate", loss_codes=(0,), max_rows=12,
                                      max_k=4, p_scale=0.3) for dt in DTYPES)),
        data=st.data())
@@ -39,6 +47,8 @@ def test_als_sweep_matches_dense_coordinate_minimisers(prob, data):
     """Each coordinate step of a sweep is the dense closed-form minimiser."""
     p = prob.X.shape[1]
     lw, lv, lw_p, lv_p = _l2(data, p)
+    if data.draw(st.booleans()):  # the one-hot / unit-weight fast path
+        _make_binary(prob)
     P = prob.P.copy()
     w0 = float(prob.dtype.type(prob.w0))
     view = build_column_view(prob.X, prob.dtype)

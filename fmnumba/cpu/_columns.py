@@ -33,16 +33,18 @@ from ._rng import normal, normal_above as _normal_above
 
 @njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
 def _update_range(lo, hi, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w, mu_v, lam_v,
-                  alpha, noise, key, sweep, tag_w, tag_v):
+                  alpha, noise, key, sweep, tag_w, tag_v, unit_w, unit_x):
     """Update w_j, then v_j1 .. v_jk, for each j = cols[lo:hi] in turn.
 
-    The column's rows are gathered once into contiguous buffers (e, q, x, s),
-    all 1 + k coordinates of j are updated there, and e and Q are written
-    back: the random accesses to the row caches happen twice per column, not
-    twice per coordinate.
+    The column's rows are gathered once into contiguous buffers (e, q and,
+    unless they are all 1, x and s), all 1 + k coordinates of j are updated
+    there, and e and Q are written back: the random accesses to the row
+    caches happen twice per column, not twice per coordinate. unit_w: every
+    s_r is 1; unit_x: every stored x is 1 (one-hot or binary data).
     """
     k = Q.shape[1]
     dt = P.dtype.type
+    one = dt(1)
     m_max = 0
     for p in range(lo, hi):
         j = cols[p]
@@ -58,8 +60,10 @@ def _update_range(lo, hi, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w,
         for t in range(m):
             r = ridx[c0 + t]
             be[t] = e[r]
-            bx[t] = cval[c0 + t]
-            bs[t] = sw[r]
+            if not unit_x:
+                bx[t] = cval[c0 + t]
+            if not unit_w:
+                bs[t] = sw[r]
             for f in range(k):
                 bq[f, t] = Q[r, f]
         g = gid[j]
@@ -67,8 +71,9 @@ def _update_range(lo, hi, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w,
         a = 0.0
         b = 0.0
         for t in range(m):
-            sx = bs[t] * bx[t]
-            a += sx * bx[t]
+            x = one if unit_x else bx[t]
+            sx = x if unit_w else bs[t] * x
+            a += sx * x
             b += sx * be[t]
         theta = P[j, 0]
         lj = lam_w[g]
@@ -80,7 +85,8 @@ def _update_range(lo, hi, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w,
             newt = dt(new)
             d = newt - theta
             for t in range(m):
-                be[t] -= d * bx[t]
+                x = one if unit_x else bx[t]
+                be[t] -= d * x
             P[j, 0] = newt
         # factors: h = x (q_f − v_jf x)
         for f in range(k):
@@ -88,8 +94,9 @@ def _update_range(lo, hi, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w,
             a = 0.0
             b = 0.0
             for t in range(m):
-                h = bx[t] * (bq[f, t] - theta * bx[t])
-                sh = bs[t] * h
+                x = one if unit_x else bx[t]
+                h = x * (bq[f, t] - theta * x)
+                sh = h if unit_w else bs[t] * h
                 a += sh * h
                 b += sh * be[t]
             lj = lam_v[f, g]
@@ -102,8 +109,9 @@ def _update_range(lo, hi, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w,
             newt = dt(new)
             d = newt - theta
             for t in range(m):
-                dx = d * bx[t]
-                be[t] -= dx * (bq[f, t] - theta * bx[t])
+                x = one if unit_x else bx[t]
+                dx = d * x
+                be[t] -= dx * (bq[f, t] - theta * x)
                 bq[f, t] += dx
             P[j, f + 1] = newt
         for t in range(m):
@@ -115,16 +123,17 @@ def _update_range(lo, hi, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w,
 
 @kernel(parallel=True)
 def _update_parallel(bounds, b0, b1, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w, lam_w,
-                     mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v):
+                     mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v, unit_w, unit_x):
     """_update_range over the chunks bounds[b0:b1+1] of one parallel segment."""
     for c in prange(b1 - b0):
         _update_range(bounds[b0 + c], bounds[b0 + c + 1], cols, cptr, ridx, cval, e, Q, sw,
-                      P, gid, mu_w, lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v)
+                      P, gid, mu_w, lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v,
+                      unit_w, unit_x)
 
 
 @kernel()
 def update_sweep(seg_par, seg_b, bounds, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w,
-                 lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v):
+                 lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v, unit_w, unit_x):
     """One pass over every column: w_j then v_j1..v_jk for j in cols order.
 
     Segment s covers cols[bounds[seg_b[s]] : bounds[seg_b[s+1]]]; when
@@ -132,17 +141,20 @@ def update_sweep(seg_par, seg_b, bounds, cols, cptr, ridx, cval, e, Q, sw, P, gi
     e (n_rows,), Q (n_rows, k) and P (n_features, 1 + k) are updated in
     place. Priors: mu_w, lam_w (G,), mu_v, lam_v (k, G) float64, indexed by
     gid[j]; key (2,) uint32; draw of w_j keyed (sweep, tag_w, j), of v_jf
-    (sweep, tag_v + f, j).
+    (sweep, tag_v + f, j). unit_w / unit_x: all weights / all stored values
+    are 1 (sw / cval are then not read).
     """
     for s in range(seg_par.shape[0]):
         b0 = seg_b[s]
         b1 = seg_b[s + 1]
         if seg_par[s]:
             _update_parallel(bounds, b0, b1, cols, cptr, ridx, cval, e, Q, sw, P, gid, mu_w,
-                             lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v)
+                             lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v,
+                             unit_w, unit_x)
         else:
             _update_range(bounds[b0], bounds[b1], cols, cptr, ridx, cval, e, Q, sw, P, gid,
-                          mu_w, lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v)
+                          mu_w, lam_w, mu_v, lam_v, alpha, noise, key, sweep, tag_w, tag_v,
+                          unit_w, unit_x)
 
 
 N_CHUNKS = 64  # fixed row chunks: the partial sums do not depend on the thread count
@@ -202,13 +214,42 @@ def refresh_rows(indptr, indices, data, P, w0, target, ysign, probit, key, sweep
 
 
 @kernel(parallel=True)
-def shift_residuals(e, d):
-    """e −= d (the intercept moved by d)."""
+def latent_rows(target, ysign, probit, key, sweep, tag, e, sw, sums):
+    """The O(n) part of refresh_rows, from the cached residuals: with
+    ŷ_r = t_r − e_r, draw the probit latent target (when probit) and write
+    e_r = t_r − ŷ_r and the chunk sums (Σ s, Σ s e, Σ s e²)."""
     n = e.shape[0]
-    dd = e.dtype.type(d)
+    dt = e.dtype.type
     for c in prange(N_CHUNKS):
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
         for r in range(c * n // N_CHUNKS, (c + 1) * n // N_CHUNKS):
-            e[r] -= dd
+            if probit:
+                m = np.float64(target[r] - e[r])
+                if ysign[r] > 0:
+                    t = m + _normal_above(key, sweep, tag, r, -m)
+                else:
+                    t = m - _normal_above(key, sweep, tag, r, m)
+                e[r] = dt(t - m)
+                target[r] = dt(t)
+            ef = np.float64(e[r])
+            s = np.float64(sw[r])
+            s0 += s
+            s1 += s * ef
+            s2 += s * ef * ef
+        sums[c, 0] = s0
+        sums[c, 1] = s1
+        sums[c, 2] = s2
+
+
+@kernel()
+def shift_residuals(e, d):
+    """e −= d (the intercept moved by d); serial: O(n) is cheaper than a
+    parallel launch here."""
+    dd = e.dtype.type(d)
+    for r in range(e.shape[0]):
+        e[r] -= dd
 
 
 

@@ -15,6 +15,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .._config import FASTMATH
+
 _MASK = np.uint64(0xFFFFFFFF)
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -25,7 +27,7 @@ _TWO_PI = 2.0 * math.pi
 _MAX_ATTEMPTS = 10_000
 
 
-@njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True, fastmath=FASTMATH)
 def philox4x32(k0, k1, c0, c1, c2, c3):
     """Philox4x32-10 block: four uint32 words (as uint64) from key and counter."""
     k0 = np.uint64(k0) & _MASK
@@ -50,7 +52,7 @@ def philox4x32(k0, k1, c0, c1, c2, c3):
     return c0, c1, c2, c3
 
 
-@njit(inline="always", nogil=True)
+@njit(inline="always", nogil=True, fastmath=FASTMATH)
 def _open01(a, b):
     """Uniform in the open interval (0, 1) from two uint32 words (53 bits)."""
     hi = np.float64(a >> np.uint64(5))
@@ -58,28 +60,28 @@ def _open01(a, b):
     return (hi * 67108864.0 + lo + 0.5) * (1.0 / 9007199254740992.0)
 
 
-@njit(nogil=True)
+@njit(nogil=True, fastmath=FASTMATH)
 def uniform(key, c0, c1, c2, c3):
     """U(0, 1) (open interval), float64, for counter (c0, c1, c2, c3)."""
     a, b, _, _ = philox4x32(key[0], key[1], c0, c1, c2, c3)
     return _open01(a, b)
 
 
-@njit(nogil=True)
+@njit(nogil=True, fastmath=FASTMATH)
 def uniform2(key, c0, c1, c2, c3):
     """Two independent U(0, 1) draws from one Philox block."""
     a, b, c, d = philox4x32(key[0], key[1], c0, c1, c2, c3)
     return _open01(a, b), _open01(c, d)
 
 
-@njit(nogil=True)
+@njit(nogil=True, fastmath=FASTMATH)
 def normal(key, c0, c1, c2, c3):
     """N(0, 1), float64 (Box–Muller on one Philox block)."""
     u1, u2 = uniform2(key, c0, c1, c2, c3)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
 
 
-@njit(nogil=True)
+@njit(nogil=True, fastmath=FASTMATH)
 def gamma(key, c0, c1, c2, shape, rate):
     """Gamma(shape, rate) (mean shape/rate), float64; shape > 0, rate > 0.
 
@@ -105,16 +107,22 @@ def gamma(key, c0, c1, c2, shape, rate):
     return d * boost / rate  # unreachable in practice (acceptance rate > 0.95)
 
 
-@njit(nogil=True)
+@njit(nogil=True, fastmath=FASTMATH)
 def normal_above(key, c0, c1, c2, a):
     """Standard normal conditioned on x > a, float64.
 
-    a <= 0.4: rejection from N(0, 1) (acceptance >= 0.34); a > 0.4: Robert's
-    (1995) exponential proposal with the optimal rate (acceptance >= 0.6).
+    a < 0: rejection from N(0, 1), both Box–Muller outputs of a block
+    tried in turn (acceptance >= 1/2 each); a >= 0: Robert's (1995)
+    exponential proposal with the optimal rate (acceptance >= 0.76).
     """
-    if a <= 0.4:
+    if a < 0.0:
         for i in range(_MAX_ATTEMPTS):
-            x = normal(key, c0, c1, c2, i)
+            u1, u2 = uniform2(key, c0, c1, c2, i)
+            r = math.sqrt(-2.0 * math.log(u1))
+            x = r * math.cos(_TWO_PI * u2)
+            if x > a:
+                return x
+            x = r * math.sin(_TWO_PI * u2)
             if x > a:
                 return x
         return a
