@@ -114,7 +114,8 @@ def kept_sweeps(max_iter, n_burnin, n_kept):
 
 
 def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, groups=None,
-              n_groups=1, hyper=None, fixed_hyper=False, view=None, callback=None):
+              n_groups=1, hyper=None, fixed_hyper=False, view=None, callback=None,
+              history=None):
     """Run max_iter Gibbs sweeps on canonical CSR X, continuing `state`.
 
     y (n_rows,): targets (regression) or ±1 labels (probit), any float
@@ -122,7 +123,10 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
     n_burnin sweeps into state.samples_* (replacing earlier ones).
     fixed_hyper: keep α, μ and λ at their values in `state` (used to check
     the sampler against closed-form posteriors). groups (n_features,) ints
-    in [0, n_groups) or None. callback(sweep, state) after each sweep.
+    in [0, n_groups) or None. callback(sweep, state, e, target) after each
+    sweep (e: the residuals target − ŷ of the training rows). history: a
+    dict whose "train_loss" list gets the weighted mean training loss of
+    each sweep's sample (½ (y − ŷ)², or −log Φ(±ŷ) for probit).
     Returns the ColumnView (reusable for another call on the same X).
     """
     hyper = hyper or Hyper()
@@ -149,6 +153,7 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
     e = np.empty(n_rows, dtype=dtype)
     Q = np.empty((n_rows, k), dtype=dtype)
     sums = np.zeros((N_CHUNKS, 3))
+    loss_chunks = np.zeros(N_CHUNKS)
     cnt = np.zeros(n_groups)
     s1 = np.zeros(n_groups)
     state.samples_P = np.empty((kept.shape[0], n_features, 1 + k), dtype=dtype)
@@ -160,8 +165,10 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
         if it == 0 or t % REFRESH_EVERY == 0:
             K.refresh_rows(X.indptr, X.indices, X.data, P, dtype.type(state.w0), target, ysign,
                            probit, key, t, K.TAG_Z, e, Q, sw_k, sums)
-        else:
+        elif probit:
             K.latent_rows(target, ysign, probit, key, t, K.TAG_Z, e, sw_k, sums)
+        else:
+            K.residual_sums(e, sw_k, sums)
         sum_w, sum_we, sum_we2 = sums.sum(axis=0)
         if not np.isfinite(sum_we2):
             raise FloatingPointError(
@@ -195,8 +202,16 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
             state.samples_P[i] = P
             state.samples_w0[i] = state.w0
             state.samples_alpha[i] = alpha
+        if history is not None:
+            if probit:
+                K.probit_loss(target, e, ysign, sw_k, loss_chunks)
+                loss = loss_chunks.sum()
+            else:
+                K.residual_sums(e, sw_k, sums)
+                loss = 0.5 * sums[:, 2].sum()
+            history["train_loss"].append(float(loss / sum_w) if sum_w > 0 else float("nan"))
         if callback is not None:
-            callback(t, state)
+            callback(t, state, e, target)
     if not np.isfinite(P).all():
         raise FloatingPointError("mcmc: non-finite parameters in the last sample. Scale X's "
                                  "values or use dtype=np.float64.")

@@ -339,3 +339,27 @@ def test_kept_sweeps_schedule_and_memory_check(monkeypatch):
     with pytest.raises(MemoryError, match="n_kept_samples=100"):
         M.check_samples_fit(100, 1000, 8, np.float32)
     M.check_samples_fit(99, 1000, 8, np.float32)
+
+
+def test_history_records_each_samples_training_loss():
+    from scipy.special import log_ndtr
+    Xtr, _, ytr, _, _ = _ratings(n=3000, users=30, items=20)
+    yc = np.where(ytr > np.median(ytr), 1.0, -1.0)
+    for probit, y in ((False, ytr), (True, yc)):
+        seen = []
+
+        def keep(t, st, e, target):
+            seen.append((st.P.copy(), st.w0))
+
+        state = M.ChainState.init(Xtr.shape[1], 2, 1, np.float64, 0.1, 0.0,
+                                  np.random.default_rng(0), 0)
+        sw = np.random.default_rng(1).uniform(0.5, 2, Xtr.shape[0])
+        hist = {"train_loss": []}
+        M.run_chain(Xtr, y, sw, state, max_iter=3, n_burnin=0, n_kept=1, probit=probit,
+                    callback=keep, history=hist)
+        Xd = Xtr.toarray()
+        for (P, w0), loss in zip(seen, hist["train_loss"]):
+            yhat = naive.predict_identity(Xd, w0, P)
+            ref = (-np.dot(sw, log_ndtr(y * yhat)) if probit
+                   else 0.5 * np.dot(sw, (y - yhat) ** 2)) / sw.sum()
+            np.testing.assert_allclose(loss, ref, rtol=1e-7)

@@ -244,6 +244,50 @@ def latent_rows(target, ysign, probit, key, sweep, tag, e, sw, sums):
 
 
 @kernel()
+def residual_sums(e, sw, sums):
+    """sums[c] = (Σ s, Σ s e, Σ s e²) over row chunk c (serial: O(n) costs
+    less than a parallel launch)."""
+    n = e.shape[0]
+    for c in range(N_CHUNKS):
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        for r in range(c * n // N_CHUNKS, (c + 1) * n // N_CHUNKS):
+            ef = np.float64(e[r])
+            s = np.float64(sw[r])
+            s0 += s
+            s1 += s * ef
+            s2 += s * ef * ef
+        sums[c, 0] = s0
+        sums[c, 1] = s1
+        sums[c, 2] = s2
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
+def log_ndtr(x):
+    """log Φ(x), float64, accurate in the lower tail."""
+    if x > -5.0:
+        return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
+    x2 = x * x
+    return -0.5 * x2 - math.log(-x) - _HALF_LOG_2PI + math.log1p(-1.0 / x2 + 3.0 / (x2 * x2))
+
+
+@kernel(parallel=True)
+def probit_loss(target, e, ysign, sw, out):
+    """out[c] = −Σ s log Φ(±ŷ) over row chunk c, ŷ = target − e, sign of ysign."""
+    n = e.shape[0]
+    for c in prange(N_CHUNKS):
+        acc = 0.0
+        for r in range(c * n // N_CHUNKS, (c + 1) * n // N_CHUNKS):
+            m = np.float64(target[r] - e[r])
+            acc -= np.float64(sw[r]) * log_ndtr(m if ysign[r] > 0 else -m)
+        out[c] = acc
+
+
+@kernel()
 def shift_residuals(e, d):
     """e −= d (the intercept moved by d); serial: O(n) is cheaper than a
     parallel launch here."""

@@ -11,7 +11,8 @@ Random draws are keyed by (seed, sweep, stream tag, index): the tags below.
 import numpy as np
 
 from .._config import kernel
-from ._columns import latent_rows, refresh_rows, shift_residuals, update_sweep
+from ._columns import (latent_rows, probit_loss, refresh_rows, residual_sums, shift_residuals,
+                       update_sweep)
 from ._rng import gamma, normal
 
 TAG_ALPHA = 0
@@ -67,5 +68,6 @@ def draw_w0(key, sweep, w0, sum_w, sum_we, alpha, lam0):
 
 
 __all__ = ["TAG_ALPHA", "TAG_HYPER_W", "TAG_HYPER_V", "TAG_W0", "TAG_W", "TAG_Z", "TAG_V",
-           "draw_group_hyper", "draw_alpha", "draw_w0", "latent_rows", "refresh_rows", "shift_residuals",
+           "draw_group_hyper", "draw_alpha", "draw_w0", "latent_rows", "probit_loss", "refresh_rows",
+           "residual_sums", "shift_residuals",
            "update_sweep"]

@@ -1,0 +1,166 @@
+"""The estimators' side of solver="mcmc" and solver="als": parameter
+checks, defaults, and the calls into fmnumba/mcmc.py and fmnumba/als.py.
+
+mcmc (FMRegressor and FMClassifier, probit link) ignores learning_rate,
+lr_decay, batch_size, l2_reg_w and l2_reg_v: the priors' precisions are
+sampled (hierarchical priors, per group of `groups=`). als (FMRegressor)
+uses l2_reg_w / l2_reg_v as strengths per sum of losses (libFM's and
+fastFM's convention) and ignores learning_rate, lr_decay and batch_size.
+
+max_iter=None means the solver's default: 200 sweeps for mcmc (as libFM
+and myFM), 100 for als, 30 epochs for adam/adamw/sgd.
+"""
+import numbers
+import time
+
+import numpy as np
+from scipy.special import ndtri
+
+from . import als as ALS
+from . import mcmc as MC
+from .column_view import build_column_view
+
+BAYES_SOLVERS = ("mcmc", "als")
+DEFAULT_MAX_ITER = {"mcmc": 200, "als": 100}
+GRADIENT_MAX_ITER = 30
+# n_kept_samples=None keeps every sweep after burn-in, thinned to fit here
+DEFAULT_SAMPLES_BYTES = 1 << 30
+DEFAULT_BURNIN = 5  # myFM's default: all but the first 5 sweeps are averaged
+
+
+def default_max_iter(solver):
+    """Sweeps (mcmc, als) or epochs when max_iter is None."""
+    return DEFAULT_MAX_ITER.get(solver, GRADIENT_MAX_ITER)
+
+
+def _int(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}.")
+    if value < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {value!r}.")
+    return int(value)
+
+
+def sample_schedule(n_burnin, n_kept_samples, max_iter, n_features, n_factors, dtype):
+    """(n_burnin, n_kept) for a call of max_iter sweeps, with clear errors.
+
+    None: n_burnin = min(5, max_iter - 1); n_kept_samples = every sweep after
+    burn-in, thinned evenly so that the samples take at most 1 GiB
+    (n_kept × n_features × (1 + n_factors) × itemsize bytes).
+    """
+    if n_burnin is None:
+        burn = min(DEFAULT_BURNIN, max_iter - 1)
+    else:
+        burn = _int("n_burnin", n_burnin, 0)
+        if burn >= max_iter:
+            raise ValueError(f"n_burnin={burn} must be smaller than max_iter={max_iter}: "
+                             "no sweep would be kept. Raise max_iter or lower n_burnin.")
+    room = max_iter - burn
+    if n_kept_samples is None:
+        per = MC.samples_nbytes(1, n_features, n_factors, dtype)
+        kept = max(1, min(room, DEFAULT_SAMPLES_BYTES // max(1, per)))
+    else:
+        kept = _int("n_kept_samples", n_kept_samples, 1)
+        if kept > room:
+            raise ValueError(f"n_kept_samples={kept} is more than the {room} sweeps after "
+                             f"burn-in (max_iter={max_iter} - n_burnin={burn}). Lower "
+                             "n_kept_samples or raise max_iter.")
+    return burn, kept
+
+
+def check_solver_use(est, solver, eval_set, partial, is_classifier):
+    """Clear errors for what these solvers do not do."""
+    if solver == "als" and is_classifier:
+        raise ValueError("solver='als' minimises the squared loss and is available for "
+                         "FMRegressor only; for FMClassifier choose solver='mcmc' (probit), "
+                         "'adam', 'adamw' or 'sgd'.")
+    if partial:
+        raise ValueError(f"partial_fit is not available for solver={solver!r}; use fit "
+                         "with warm_start=True to continue from the fitted model.")
+    if eval_set is not None:
+        raise ValueError(f"eval_set is not supported with solver={solver!r}; score the "
+                         "fitted model on the validation data instead.")
+    if est.early_stopping:
+        raise ValueError(f"early_stopping=True is not supported with solver={solver!r} "
+                         "(the sampler runs max_iter sweeps); set early_stopping=False.")
+    if solver == "mcmc" and est.device == "cuda":
+        raise ValueError("solver='mcmc' runs on the CPU only; use device='cpu'.")
+    if solver == "als" and est.device == "cuda":
+        raise ValueError("solver='als' runs on the CPU only; use device='cpu'.")
+
+
+def _groups(groups, n_features):
+    """(group id per feature int32 in [0, G), G) or (None, 1)."""
+    if groups is None:
+        return None, 1
+    g = np.asarray(groups)
+    if g.ndim != 1 or g.shape[0] != n_features or not np.issubdtype(g.dtype, np.integer):
+        raise ValueError(f"groups must be an integer array with one group id per feature "
+                         f"({n_features}), got shape {g.shape} and dtype {g.dtype}.")
+    if g.size and g.min() < 0:
+        raise ValueError("groups: group ids must be >= 0.")
+    uniq, inv = np.unique(g, return_inverse=True)
+    return inv.astype(np.int32), int(uniq.shape[0])
+
+
+def fit_mcmc(X, y, sw, *, chain, probit, n_factors, dtype, max_iter, n_burnin, n_kept,
+             init_std, seed, w0, groups, history, verbose=0):
+    """Run max_iter Gibbs sweeps (continuing `chain` unless it is None) and
+    keep n_kept samples; appends per-sweep train_loss and time_s to history.
+    Returns the ChainState."""
+    gid, n_groups = _groups(groups, X.shape[1])
+    if chain is None:
+        chain = MC.ChainState.init(X.shape[1], n_factors, n_groups, dtype, init_std, w0,
+                                   np.random.default_rng(seed), seed)
+    else:
+        chain.z = chain.z if chain.z is not None and chain.z.shape[0] == X.shape[0] else None
+    MC.check_samples_fit(n_kept, X.shape[1], n_factors, dtype)
+    t_start = time.perf_counter() - (history["time_s"][-1] if history["time_s"] else 0.0)
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=max_iter, desc="fmnumba mcmc", unit="sweep")
+
+    def record(t, st, e, target):
+        history["time_s"].append(time.perf_counter() - t_start)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        MC.run_chain(X, y, sw, chain, max_iter=max_iter, n_burnin=n_burnin, n_kept=n_kept,
+                     probit=probit, groups=gid, n_groups=n_groups, callback=record,
+                     history=history)
+    finally:
+        if bar is not None:
+            bar.close()
+    return chain
+
+
+def probit_w0(y, sw):
+    """Φ⁻¹ of the weighted positive rate: the probit intercept of a constant model."""
+    p = float(np.dot(sw, y > 0) / np.sum(sw))
+    return float(ndtri(min(max(p, 1e-6), 1 - 1e-6)))
+
+
+def fit_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups, history):
+    """max_iter ALS sweeps on P in place; returns the new w0. history gets
+    the training objective J / Σ s per sweep as train_loss."""
+    t_start = time.perf_counter() - (history["time_s"][-1] if history["time_s"] else 0.0)
+    h = {"objective": [], "train_rmse": []}
+    gid, _ = _groups(groups, X.shape[1])
+    view = build_column_view(X, P.dtype, gid)
+    total = float(np.sum(sw))
+    for _ in range(max_iter):  # one call per sweep: history and time per sweep
+        w0 = ALS.run_als(X, y, sw, P, w0, max_iter=1, l2_reg_w=l2_reg_w, l2_reg_v=l2_reg_v,
+                         view=view, history=h)
+        history["train_loss"].append(float(h["objective"][-1]) / total)
+        history["time_s"].append(time.perf_counter() - t_start)
+    return w0
+
+
+def predict_mcmc(kern, X, chain, probit):
+    """(mean, var) over the kept samples, see mcmc.predict_samples."""
+    if chain.samples_P is None or chain.samples_P.shape[0] == 0:
+        raise ValueError("the model keeps no posterior samples; fit it with "
+                         "n_kept_samples >= 1.")
+    return MC.predict_samples(kern, X, chain, probit=probit)
