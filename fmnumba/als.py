@@ -49,7 +49,7 @@ def run_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups=None, view=
     target = np.ascontiguousarray(y, dtype=dtype)
     e = np.empty(n_rows, dtype=dtype)
     Q = np.empty((n_rows, k), dtype=dtype)
-    sums = np.zeros((N_CHUNKS, 3))
+    sums = np.zeros((N_CHUNKS, 4))
     hist = history if history is not None else {}
     hist.setdefault("objective", [])
     hist.setdefault("train_rmse", [])

@@ -152,7 +152,7 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
         target = ysign
     e = np.empty(n_rows, dtype=dtype)
     Q = np.empty((n_rows, k), dtype=dtype)
-    sums = np.zeros((N_CHUNKS, 3))
+    sums = np.zeros((N_CHUNKS, 4))
     loss_chunks = np.zeros(N_CHUNKS)
     cnt = np.zeros(n_groups)
     s1 = np.zeros(n_groups)
@@ -160,6 +160,7 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
     state.samples_w0 = np.empty(kept.shape[0])
     state.samples_alpha = np.empty(kept.shape[0])
     kept_pos = {int(s): i for i, s in enumerate(kept)}
+    have_sums = False
     for it in range(max_iter):
         t = state.sweeps
         if it == 0 or t % REFRESH_EVERY == 0:
@@ -167,9 +168,11 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
                            probit, key, t, K.TAG_Z, e, Q, sw_k, sums)
         elif probit:
             K.latent_rows(target, ysign, probit, key, t, K.TAG_Z, e, sw_k, sums)
-        else:
+        elif not have_sums:
             K.residual_sums(e, sw_k, sums)
-        sum_w, sum_we, sum_we2 = sums.sum(axis=0)
+        sum_w, sum_we, sum_we2, prev_loss = sums.sum(axis=0)
+        if history is not None and probit and it > 0:  # the previous sweep's sample
+            history["train_loss"].append(float(prev_loss / sum_w) if sum_w > 0 else np.nan)
         if not np.isfinite(sum_we2):
             raise FloatingPointError(
                 f"mcmc: the sample of sweep {t} gives non-finite predictions on the training "
@@ -202,16 +205,18 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
             state.samples_P[i] = P
             state.samples_w0[i] = state.w0
             state.samples_alpha[i] = alpha
-        if history is not None:
-            if probit:
-                K.probit_loss(target, e, ysign, sw_k, loss_chunks)
-                loss = loss_chunks.sum()
-            else:
-                K.residual_sums(e, sw_k, sums)
-                loss = 0.5 * sums[:, 2].sum()
-            history["train_loss"].append(float(loss / sum_w) if sum_w > 0 else float("nan"))
+        have_sums = False
+        if history is not None and not probit:  # this sweep's sample; sums reused next sweep
+            K.residual_sums(e, sw_k, sums)
+            have_sums = True
+            history["train_loss"].append(float(0.5 * sums[:, 2].sum() / sum_w) if sum_w > 0
+                                         else float("nan"))
         if callback is not None:
             callback(t, state, e, target)
+    if history is not None and probit and max_iter > 0:  # the last sweep's sample
+        K.probit_loss(target, e, ysign, sw_k, loss_chunks)
+        history["train_loss"].append(float(loss_chunks.sum() / sum_w) if sum_w > 0
+                                     else float("nan"))
     if not np.isfinite(P).all():
         raise FloatingPointError("mcmc: non-finite parameters in the last sample. Scale X's "
                                  "values or use dtype=np.float64.")

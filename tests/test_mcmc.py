@@ -123,7 +123,7 @@ def test_probit_latent_draws_match_truncated_normal(m, dtype):
     target = np.zeros(n, dtype)
     e = np.empty(n, dtype)
     Q = np.empty((n, 1), dtype)
-    sums = np.zeros((N_CHUNKS, 3))
+    sums = np.zeros((N_CHUNKS, 4))
     K.refresh_rows(X.indptr, X.indices, X.data, P, dtype(0.25), target, ysign, True,
                    seed_key(3), 0, K.TAG_Z, e, Q, np.ones(n, dtype), sums)
     yhat = dtype(0.25) + P[0, 0] * dtype(0.5)  # the interaction of one feature is 0

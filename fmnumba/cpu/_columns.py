@@ -157,6 +157,18 @@ def update_sweep(seg_par, seg_b, bounds, cols, cptr, ridx, cval, e, Q, sw, P, gi
                           unit_w, unit_x)
 
 
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
+def log_ndtr(x):
+    """log Φ(x), float64, accurate in the lower tail."""
+    if x > -5.0:
+        return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
+    x2 = x * x
+    return -0.5 * x2 - math.log(-x) - _HALF_LOG_2PI + math.log1p(-1.0 / x2 + 3.0 / (x2 * x2))
+
+
 N_CHUNKS = 64  # fixed row chunks: the partial sums do not depend on the thread count
 
 
@@ -167,7 +179,9 @@ def refresh_rows(indptr, indices, data, P, w0, target, ysign, probit, key, sweep
 
     probit: first draw the latent target t_r ~ N(ŷ_r, 1) truncated to the
     side of ysign[r] (> 0: t > 0, else t < 0) into target[r]. sums[c] =
-    (Σ s, Σ s e, Σ s e²) over row chunk c of N_CHUNKS (float64).
+    (Σ s, Σ s e, Σ s e², Σ s (−log Φ(±ŷ))) over row chunk c of N_CHUNKS
+    (float64); the last, the probit loss of the sample before the draw, is
+    0 unless probit.
     """
     n = e.shape[0]
     k = P.shape[1] - 1
@@ -177,6 +191,7 @@ def refresh_rows(indptr, indices, data, P, w0, target, ysign, probit, key, sweep
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
+        s3 = 0.0
         for r in range(c * n // N_CHUNKS, (c + 1) * n // N_CHUNKS):
             lin = dt(0)
             sq = dt(0)
@@ -197,8 +212,10 @@ def refresh_rows(indptr, indices, data, P, w0, target, ysign, probit, key, sweep
             if probit:
                 m = np.float64(yh)
                 if ysign[r] > 0:
+                    s3 -= np.float64(sw[r]) * log_ndtr(m)
                     t = m + _normal_above(key, sweep, tag, r, -m)
                 else:
+                    s3 -= np.float64(sw[r]) * log_ndtr(-m)
                     t = m - _normal_above(key, sweep, tag, r, m)
                 target[r] = dt(t)
             er = target[r] - yh
@@ -211,25 +228,29 @@ def refresh_rows(indptr, indices, data, P, w0, target, ysign, probit, key, sweep
         sums[c, 0] = s0
         sums[c, 1] = s1
         sums[c, 2] = s2
+        sums[c, 3] = s3
 
 
 @kernel(parallel=True)
 def latent_rows(target, ysign, probit, key, sweep, tag, e, sw, sums):
     """The O(n) part of refresh_rows, from the cached residuals: with
     ŷ_r = t_r − e_r, draw the probit latent target (when probit) and write
-    e_r = t_r − ŷ_r and the chunk sums (Σ s, Σ s e, Σ s e²)."""
+    e_r = t_r − ŷ_r and the chunk sums as refresh_rows does."""
     n = e.shape[0]
     dt = e.dtype.type
     for c in prange(N_CHUNKS):
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
+        s3 = 0.0
         for r in range(c * n // N_CHUNKS, (c + 1) * n // N_CHUNKS):
             if probit:
                 m = np.float64(target[r] - e[r])
                 if ysign[r] > 0:
+                    s3 -= np.float64(sw[r]) * log_ndtr(m)
                     t = m + _normal_above(key, sweep, tag, r, -m)
                 else:
+                    s3 -= np.float64(sw[r]) * log_ndtr(-m)
                     t = m - _normal_above(key, sweep, tag, r, m)
                 e[r] = dt(t - m)
                 target[r] = dt(t)
@@ -241,12 +262,13 @@ def latent_rows(target, ysign, probit, key, sweep, tag, e, sw, sums):
         sums[c, 0] = s0
         sums[c, 1] = s1
         sums[c, 2] = s2
+        sums[c, 3] = s3
 
 
 @kernel()
 def residual_sums(e, sw, sums):
-    """sums[c] = (Σ s, Σ s e, Σ s e²) over row chunk c (serial: O(n) costs
-    less than a parallel launch)."""
+    """sums[c, :3] = (Σ s, Σ s e, Σ s e²) over row chunk c, sums[c, 3] = 0
+    (serial: O(n) costs less than a parallel launch)."""
     n = e.shape[0]
     for c in range(N_CHUNKS):
         s0 = 0.0
@@ -261,18 +283,7 @@ def residual_sums(e, sw, sums):
         sums[c, 0] = s0
         sums[c, 1] = s1
         sums[c, 2] = s2
-
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-@njit(fastmath=FASTMATH, nogil=True, error_model="numpy")
-def log_ndtr(x):
-    """log Φ(x), float64, accurate in the lower tail."""
-    if x > -5.0:
-        return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
-    x2 = x * x
-    return -0.5 * x2 - math.log(-x) - _HALF_LOG_2PI + math.log1p(-1.0 / x2 + 3.0 / (x2 * x2))
+        sums[c, 3] = 0.0
 
 
 @kernel(parallel=True)
