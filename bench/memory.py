@@ -108,7 +108,7 @@ def child(folder):
         "peak_loaded": peak_loaded, "peak_fit": max(peak_fit, sampled[0]),
         "sampled_peak_fit": sampled[0], "fit_s": fit_s,
         "csr_bytes": X.data.nbytes + X.indices.nbytes + X.indptr.nbytes,
-        "y_bytes": y.nbytes, "P_bytes": st.P.nbytes + st.bstate.nbytes,
+        "y_bytes": y.nbytes, "P_bytes": st.P.nbytes + st.bias_state.nbytes,
         "adam_bytes": st.M.nbytes + st.S.nbytes, "shape": list(X.shape), "nnz": int(X.nnz),
         "index_dtype": str(X.indices.dtype), "train_loss": est.history_["train_loss"],
         "hwm_reset": reset_ok,

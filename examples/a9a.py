@@ -17,7 +17,8 @@ import numpy as np
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def main(argv=None):
+def build_parser():
+    """The script's options (each with its help text)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR,
                         help="folder holding a9a and a9a.t (default: ../shared/data "
@@ -25,12 +26,17 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="5,000 training rows, 5 epochs")
     parser.add_argument("--max-rows", type=int, default=None,
                         help="use only this many training rows")
-    parser.add_argument("--factors", type=int, default=8)
+    parser.add_argument("--factors", type=int, default=8, help="latent factors k (default 8)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs (default 10; 5 with --quick)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-jobs", type=int, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="threads (default: all cores)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     train, test = args.data_dir / "a9a", args.data_dir / "a9a.t"
     if not train.exists() or not test.exists():
         print(f"a9a.py: {train} or {test} not found; pass --data-dir", file=sys.stderr)

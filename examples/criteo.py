@@ -19,21 +19,27 @@ import numpy as np
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def main(argv=None):
+def build_parser():
+    """The script's options (each with its help text)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR,
                         help="folder holding criteo_small_{train,test}.libffm "
                              "(default: ../shared/data next to the repository)")
     parser.add_argument("--quick", action="store_true", help="3 epochs")
-    parser.add_argument("--factors", type=int, default=4)
+    parser.add_argument("--factors", type=int, default=4, help="latent factors k (default 4)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs (default 5; 3 with --quick)")
     parser.add_argument("--l2-v", type=float, default=1e-3, help="L2 on factors (1e-3)")
     parser.add_argument("--group-by-field", action="store_true",
                         help="one L2 group per libffm field (same strength for each)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-jobs", type=int, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="threads (default: all cores)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     train = args.data_dir / "criteo_small_train.libffm"
     test = args.data_dir / "criteo_small_test.libffm"
     if not train.exists() or not test.exists():

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 
-def main(argv=None):
+def build_parser():
+    """The script's options (each with its help text)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", nargs="?", help="MovieLens u.data (or ratings.dat / CSV)")
     parser.add_argument("--quick", action="store_true", help="5 epochs instead of 30")
@@ -26,9 +27,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs (default 30; 5 with --quick)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (0.2)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-jobs", type=int, default=None)
-    args = parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="threads (default: all cores)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.path is None:
         print("movielens.py: no ratings file given. MovieLens cannot be redistributed: "
               "download ml-100k from https://grouplens.org/datasets/movielens/ and run "

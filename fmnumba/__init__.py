@@ -7,8 +7,9 @@ cached on disk.
 # beside numba-cuda (see backend.py)
 from . import backend  # noqa: F401,I001
 from .estimators import FMClassifier, FMRegressor
-from .io import load
-from .solvers import DivergenceError
+from .io import ModelFileError, load
+from .training import DivergenceError
+from ._version import __version__
 
-__version__ = "0.1.0"
-__all__ = ["FMClassifier", "FMRegressor", "DivergenceError", "load", "__version__"]
+__all__ = ["FMClassifier", "FMRegressor", "DivergenceError", "ModelFileError", "load",
+           "__version__"]

@@ -210,14 +210,14 @@ def _n_features(est, X, reset, name):
                          "encoder or feature mapping).") from None
 
 
-def check_X(est, X, *, reset, name="X"):
-    """Validate X for `est` and return it as canonical CSR of est.dtype.
+def check_X(est, X, *, reset, dtype, name="X"):
+    """Validate X for `est` and return it as canonical CSR of `dtype` (the
+    model's numpy dtype, see resolve_dtype).
 
     reset=True (fit) records n_features_in_ (and feature names) and needs at
     least one row and one column; reset=False checks the column count against
     the fitted model and allows zero rows.
     """
-    dtype = resolve_dtype(est.dtype)
     if X is None:
         raise TypeError(f"{name} is None; pass a 2-D array or a scipy sparse matrix.")
     if isinstance(X, (str, bytes)):
@@ -258,6 +258,7 @@ def check_X(est, X, *, reset, name="X"):
 
 
 def resolve_dtype(dtype):
+    """The `dtype` parameter as a numpy dtype: float32 or float64."""
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}.")
@@ -336,7 +337,8 @@ def _num(name, value, lo, lo_open, hi=None, integer=False):
 
 
 def check_params(est, valid_losses):
-    """Validate hyperparameters at fit; messages list the valid choices."""
+    """Validate hyperparameters at fit (dtype: see resolve_dtype); messages
+    list the valid choices."""
     _num("n_factors", est.n_factors, 1, False, integer=True)
     _num("learning_rate", est.learning_rate, 0, True)
     _num("lr_decay", est.lr_decay, 0, False)
@@ -371,7 +373,6 @@ def check_params(est, valid_losses):
                          f"numpy.random.RandomState, got {est.random_state!r}.")
     if est.on_divergence not in ("raise", "warn"):
         raise ValueError(f"on_divergence={est.on_divergence!r}; choose 'raise' or 'warn'.")
-    resolve_dtype(est.dtype)
 
 
 def per_feature_l2(name, value, groups, n_features):
@@ -430,21 +431,26 @@ def check_model_size(n_features, n_factors, dtype, solver, name="X"):
             "use solver='sgd' (no optimiser state).")
 
 
+def take_rows(X, keep):
+    """The rows of canonical CSR X where the boolean mask `keep` is True, as
+    canonical CSR with X's index dtypes (chosen once, by check_X; SciPy's row
+    indexing may pick others)."""
+    out = X[np.flatnonzero(keep)]
+    out.indices = out.indices.astype(X.indices.dtype, copy=False)
+    out.indptr = out.indptr.astype(X.indptr.dtype, copy=False)
+    return out
+
+
 def drop_zero_weight_rows(X, y, sw, dtype):
-    """Remove the rows whose weight is zero in the model's dtype.
+    """Remove the rows whose weight is zero in the model's dtype (float64
+    weights below half its smallest subnormal round to 0 there).
 
     A zero weight means "not in the objective", as in scikit-learn: the row
     is dropped, so it neither shapes a mini-batch nor draws L2 decay, and a
     mini-batch can never have a zero total weight. Returns (X, y, sw)
     unchanged (no copy) when every weight is positive.
     """
-    keep = sw.astype(dtype) > 0
+    keep = sw > np.float64(np.finfo(dtype).smallest_subnormal) / 2
     if keep.all():
         return X, y, sw
-    idx = np.flatnonzero(keep)
-    Xk = X[idx]
-    if not isinstance(Xk, sp.csr_matrix):
-        Xk = sp.csr_matrix(Xk)
-    Xk.indices = Xk.indices.astype(X.indices.dtype, copy=False)
-    Xk.indptr = Xk.indptr.astype(X.indptr.dtype, copy=False)
-    return Xk, y[idx], sw[idx]
+    return take_rows(X, keep), y[keep], sw[keep]

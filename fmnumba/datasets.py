@@ -32,6 +32,22 @@ class SyntheticData:
         te, tr = perm[:n_test], perm[n_test:]
         return self.X[tr], self.X[te], self.y[tr], self.y[te]
 
+    def decision(self, X):
+        """The planted FM's ŷ on the rows of X (the best any model can do),
+        shape (n_rows,), float64."""
+        return fm_decision(X, self.w0, self.w, self.V)
+
+
+def fm_decision(X, w0, w, V):
+    """ŷ(x) = w0 + Σ_i w_i x_i + Σ_{i<j} <v_i, v_j> x_i x_j for every row of
+    sparse X (n_rows × n_features), with w (n_features,) and V
+    (n_features × k); float64, shape (n_rows,). Uses
+    Σ_{i<j} <v_i, v_j> x_i x_j = ½ Σ_f ((Σ_i v_if x_i)² − Σ_i v_if² x_i²)."""
+    X = sp.csr_matrix(X)
+    XV = X @ V
+    sq = X.multiply(X) @ (V ** 2)
+    return np.asarray(w0 + X @ w + 0.5 * ((XV ** 2).sum(axis=1) - sq.sum(axis=1))).ravel()
+
 
 def _zipf_draw(rng, size, n, exponent):
     """Draw `size` ids in [0, n) with P(id) ∝ 1 / (rank + 1)^exponent,
@@ -71,11 +87,9 @@ def make_fm_data(n_rows, field_sizes, *, n_factors=4, task="regression", noise=0
     X = sp.csr_matrix((np.ones(n_rows * n_fields, dtype=np.float32), cols.ravel(), indptr),
                       shape=(n_rows, n_features))
     X.sort_indices()
-    q = V[cols].sum(axis=1)
-    sq = (V[cols] ** 2).sum(axis=(1, 2))
     if task == "classification" and w0 == 3.5:
         w0 = -1.5
-    f_true = w0 + w[cols].sum(axis=1) + 0.5 * ((q ** 2).sum(axis=1) - sq)
+    f_true = fm_decision(X, w0, w, V)
     if task == "regression":
         y = f_true + rng.normal(0.0, noise, n_rows)
     elif task == "classification":

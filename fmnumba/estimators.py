@@ -1,4 +1,6 @@
-"""scikit-learn estimators: validate, call the solver, hold fitted state."""
+"""scikit-learn estimators: validate, run the training loop, hold fitted state."""
+from contextlib import closing
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
@@ -6,10 +8,11 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from . import _validation as V
+from . import _validation as validation
+from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
-from .solvers import FMState, TrainConfig, numba_threads, predict_raw, train
+from .training import FMState, TrainConfig, kernel_weights, numba_threads, predict_raw, train
 
 
 class _BaseFM(BaseEstimator):
@@ -63,7 +66,7 @@ class _BaseFM(BaseEstimator):
     def intercept_(self):
         """Global bias w0 (float)."""
         check_is_fitted(self, "_state")
-        return float(self._state.bstate[0])
+        return float(self._state.bias_state[0])
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_state")
@@ -74,20 +77,24 @@ class _BaseFM(BaseEstimator):
         return tags
 
     # --- training -----------------------------------------------------
-    def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
-        """y checked and encoded for the loss (float64, (n_rows,))."""
+    def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
+        """y checked and encoded for the loss (float64, (n_rows,)); dtype:
+        the model's."""
         raise NotImplementedError
 
     def _init_w0(self, y, sw):
         raise NotImplementedError
 
-    def _config(self, n_features):
+    def _config(self, n_features, dtype):
+        """The TrainConfig of this fit, L2 strengths in the model's dtype."""
+        def l2(name, value):
+            return validation.per_feature_l2(name, value, self.groups, n_features).astype(dtype)
+
         return TrainConfig(
             loss_code=LOSS_CODES[self.loss], solver=self.solver,
             learning_rate=float(self.learning_rate), lr_decay=float(self.lr_decay),
             batch_size=int(self.batch_size),
-            l2_reg_w=V.per_feature_l2("l2_reg_w", self.l2_reg_w, self.groups, n_features),
-            l2_reg_v=V.per_feature_l2("l2_reg_v", self.l2_reg_v, self.groups, n_features),
+            l2_reg_w=l2("l2_reg_w", self.l2_reg_w), l2_reg_v=l2("l2_reg_v", self.l2_reg_v),
             tol=self.tol, n_iter_no_change=int(self.n_iter_no_change),
             early_stopping=bool(self.early_stopping), on_divergence=self.on_divergence,
             verbose=int(self.verbose))
@@ -97,14 +104,15 @@ class _BaseFM(BaseEstimator):
         (None: self.max_iter)."""
         saved = {a: self.__dict__[a] for a in _FIT_ATTRS if a in self.__dict__}
         try:  # a call rejected by validation leaves a fitted model as it was
-            V.check_params(self, self._valid_losses)
+            validation.check_params(self, self._valid_losses)
+            dtype = validation.resolve_dtype(self.dtype)
             max_iter = int(self.max_iter) if max_iter is None else max_iter
             resume = hasattr(self, "_state") and (partial or self.warm_start)
-            Xc = V.check_X(self, X, reset=not resume)
-            y_enc = self._encode_y(y, Xc.shape[0], fitting=not resume, classes=classes)
-            sw = V.check_sample_weight(sample_weight, Xc.shape[0])
-            dtype = V.resolve_dtype(self.dtype)
-            Xc, y_enc, sw = V.drop_zero_weight_rows(Xc, y_enc, sw, dtype)
+            Xc = validation.check_X(self, X, reset=not resume, dtype=dtype)
+            y_enc = self._encode_y(y, Xc.shape[0], fitting=not resume, dtype=dtype,
+                                   classes=classes)
+            sw = validation.check_sample_weight(sample_weight, Xc.shape[0])
+            Xc, y_enc, sw = validation.drop_zero_weight_rows(Xc, y_enc, sw, dtype)
             if resume and (self._state.P.dtype != dtype
                            or self._state.P.shape[1] != 1 + self.n_factors):
                 raise ValueError("warm_start/partial_fit: n_factors and dtype must match the "
@@ -120,8 +128,8 @@ class _BaseFM(BaseEstimator):
                                                        rng)
             kern = get_kernels(self.device, Xc.nnz)
             if not resume:
-                V.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
-            cfg = self._config(Xc.shape[1])
+                validation.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
+            cfg = self._config(Xc.shape[1], dtype)
         except BaseException:
             for a in _FIT_ATTRS:
                 self.__dict__.pop(a, None)
@@ -131,25 +139,39 @@ class _BaseFM(BaseEstimator):
             self._state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
                                        float(self.init_std), self._init_w0(y_enc, sw), rng)
             self.history_ = {"train_loss": [], "val_loss": [], "time_s": []}
-            self.n_iter_ = 0
-        cfg.history = self.history_
-        y_k = y_enc.astype(dtype)
-        try:
-            self.n_iter_ += train(kern, Xc, y_k, sw, self._state, cfg, max_iter, rng,
-                                  n_jobs=self.n_jobs, val=val)
-        finally:
-            self.n_iter_ = len(self.history_["train_loss"])
+        self._train(kern, Xc, y_enc.astype(dtype), kernel_weights(sw, cfg.solver, dtype), cfg,
+                    max_iter, rng, val)
         return self
 
+    def _train(self, kern, X, y, sw, cfg, max_iter, rng, val):
+        """Run the training loop on self._state, appending each epoch to
+        history_ as it completes (so an interrupted or diverged fit keeps
+        the epochs before it); n_iter_ is the number of epochs recorded."""
+        hist = self.history_
+        seconds_before = hist["time_s"][-1] if hist["time_s"] else 0.0
+        try:
+            with closing(train(kern, X, y, sw, self._state, cfg, max_iter, rng,
+                               n_jobs=self.n_jobs, val=val,
+                               epochs_done=len(hist["train_loss"]))) as epochs:
+                for epoch in epochs:
+                    hist["train_loss"].append(epoch.train_loss)
+                    if epoch.val_loss is not None:
+                        hist["val_loss"].append(epoch.val_loss)
+                    hist["time_s"].append(seconds_before + epoch.seconds)
+        finally:
+            self.n_iter_ = len(hist["train_loss"])
+
     def _check_eval_set(self, eval_set, dtype):
+        """(X_val, y_val, sample_weight_val) checked like the training data."""
         if isinstance(eval_set, list) and len(eval_set) == 1:
             eval_set = eval_set[0]
         if not isinstance(eval_set, tuple) or len(eval_set) not in (2, 3):
             raise ValueError("eval_set must be a tuple (X_val, y_val) or "
                              "(X_val, y_val, sample_weight_val).")
-        Xv = V.check_X(self, eval_set[0], reset=False, name="eval_set[0]")
-        yv = self._encode_y(eval_set[1], Xv.shape[0], fitting=False, name="eval_set[1]")
-        swv = V.check_sample_weight(eval_set[2] if len(eval_set) == 3 else None, Xv.shape[0])
+        Xv = validation.check_X(self, eval_set[0], reset=False, dtype=dtype, name="eval_set[0]")
+        yv = self._encode_y(eval_set[1], Xv.shape[0], fitting=False, dtype=dtype,
+                            name="eval_set[1]")
+        swv = validation.check_sample_weight(eval_set[2] if len(eval_set) == 3 else None, Xv.shape[0])
         if Xv.shape[0] == 0:
             raise ValueError("eval_set[0] has 0 rows; pass a non-empty validation set.")
         return Xv, yv, swv
@@ -171,7 +193,7 @@ class _BaseFM(BaseEstimator):
     def _decision(self, X):
         """Raw model output ŷ, shape (n_samples,), float64."""
         check_is_fitted(self, "_state")
-        Xc = V.check_X(self, X, reset=False)
+        Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
         kern = get_kernels("cpu")
         with numba_threads(self.n_jobs):
             out = predict_raw(kern, Xc, self._state)
@@ -184,7 +206,6 @@ class _BaseFM(BaseEstimator):
 
     def save(self, path):
         """Write the fitted model to `path` (.npz + JSON metadata, no pickle)."""
-        from .io import save_model
         save_model(self, path)
 
 
@@ -198,9 +219,11 @@ def _split_validation(X, y, sw, fraction, rng):
     if n_val < 1 or n - n_val < 1:
         raise ValueError(f"early_stopping needs at least 2 samples to split off a "
                          f"validation_fraction={fraction} (got {n}).")
-    perm = rng.permutation(n)
-    va, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    return X[tr], y[tr], sw[tr], (X[va], y[va], sw[va])
+    is_val = np.zeros(n, dtype=bool)
+    is_val[rng.permutation(n)[:n_val]] = True
+    tr = ~is_val
+    return (validation.take_rows(X, tr), y[tr], sw[tr],
+            (validation.take_rows(X, is_val), y[is_val], sw[is_val]))
 
 
 class FMRegressor(RegressorMixin, _BaseFM):
@@ -213,8 +236,8 @@ class FMRegressor(RegressorMixin, _BaseFM):
 
     _valid_losses = ("squared",)
 
-    def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
-        return V.check_y_numeric(y, n_rows, name=name, dtype=V.resolve_dtype(self.dtype))
+    def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
+        return validation.check_y_numeric(y, n_rows, name=name, dtype=dtype)
 
     def _init_w0(self, y, sw):
         return float(np.dot(sw, y) / sw.sum())
@@ -248,7 +271,7 @@ class FMClassifier(ClassifierMixin, _BaseFM):
             random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
             verbose=verbose, on_divergence=on_divergence, groups=groups)
 
-    def _encode_y(self, y, n_rows, fitting, classes=None, name="y"):
+    def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target "
                              f"y is None ({name}): fit needs a label for every row of X.")

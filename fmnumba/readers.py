@@ -4,7 +4,8 @@
 * libffm (``label field:feature:value ...``): :func:`load_libffm`
 * rating triples (MovieLens ``u.data``, CSV): :func:`load_ratings`,
   :class:`RatingEncoder`, :func:`load_movielens`
-* format auto-detection: :func:`detect_format`, :func:`read_data`
+* format auto-detection and dispatch: :func:`detect_format`,
+  :func:`resolve_format`, :func:`read_data`
 
 Every loader returns a CSR matrix with sorted indices and summed duplicates.
 Malformed input raises :class:`ValueError` naming the file and, where it can
@@ -24,6 +25,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 __all__ = [
+    "FORMAT_ALIASES",
     "Dataset",
     "RatingEncoder",
     "detect_format",
@@ -32,6 +34,7 @@ __all__ = [
     "load_movielens",
     "load_ratings",
     "read_data",
+    "resolve_format",
 ]
 
 _INT32_MAX = np.iinfo(np.int32).max
@@ -369,8 +372,11 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _as_ids(tokens):
-    """Integer array if every id is a canonical integer, else a str array."""
+def _as_ids(tokens, id_type=None):
+    """Integer array if every id is a canonical integer, else a str array
+    (always str with id_type=str)."""
+    if id_type is str:
+        return np.array(tokens, dtype=str)
     try:
         ints = [int(t) for t in tokens]
     except ValueError:
@@ -380,7 +386,8 @@ def _as_ids(tokens):
     return np.array(tokens, dtype=str)
 
 
-def load_ratings(path, sep=None, columns=("user", "item", "rating"), header="auto"):
+def load_ratings(path, sep=None, columns=("user", "item", "rating"), header="auto",
+                 id_type=None):
     """Read rating triples from MovieLens ``u.data`` or a delimited file.
 
     Parameters
@@ -398,10 +405,13 @@ def load_ratings(path, sep=None, columns=("user", "item", "rating"), header="aut
     header : bool or "auto"
         ``"auto"``: the first line is a header if its rating field is not
         numeric.
+    id_type : None or str
+        None: ids come back as int64 when every id is a plain integer, else
+        as str; ``str``: always as str (the ids exactly as written).
 
     Returns
     -------
-    users, items : int64 arrays when every id is a plain integer, else str arrays.
+    users, items : int64 or str arrays (see ``id_type``).
     ratings : float64 array.
     """
     path = _fspath(path)
@@ -409,6 +419,8 @@ def load_ratings(path, sep=None, columns=("user", "item", "rating"), header="aut
         raise ValueError("columns must be (user, item, rating)")
     if header not in (True, False, "auto"):
         raise ValueError(f"header must be True, False or 'auto', got {header!r}")
+    if id_type not in (None, str):
+        raise ValueError(f"id_type must be None or str, got {id_type!r}")
     users, items = [], []
     ratings = array("d")
     split = None
@@ -451,7 +463,8 @@ def load_ratings(path, sep=None, columns=("user", "item", "rating"), header="aut
                 raise ValueError(f"{path}, line {lineno}: {exc}") from None
             users.append(u)
             items.append(i)
-    return _as_ids(users), _as_ids(items), np.array(ratings, dtype=np.float64)
+    return (_as_ids(users, id_type), _as_ids(items, id_type),
+            np.array(ratings, dtype=np.float64))
 
 
 def _ordered_unique(values):
@@ -511,9 +524,22 @@ class RatingEncoder(BaseEstimator):
         return u, i
 
     def fit(self, users, items=None, y=None):
-        """Learn the user and item vocabularies."""
+        """Learn the user and item vocabularies (ids sorted where they compare)."""
         u, i = self._pair(users, items)
-        ulist, ilist = _ordered_unique(u), _ordered_unique(i)
+        return self._set_vocabulary(_ordered_unique(u), _ordered_unique(i))
+
+    @classmethod
+    def from_vocabulary(cls, users, items, dtype=np.float32):
+        """A fitted encoder whose columns are `users` then `items`, in the
+        order given (e.g. the ``users_`` and ``items_`` of an encoder fitted
+        earlier). Ids must be unique within each list."""
+        ulist, ilist = _as_list(users), _as_list(items)
+        for name, ids in (("users", ulist), ("items", ilist)):
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"{name} holds repeated ids; pass each id once")
+        return cls(dtype=dtype)._set_vocabulary(ulist, ilist)
+
+    def _set_vocabulary(self, ulist, ilist):
         self.user_index_ = {k: n for n, k in enumerate(ulist)}
         self.item_index_ = {k: n for n, k in enumerate(ilist)}
         self.users_ = _id_array(ulist)
@@ -588,7 +614,8 @@ class Dataset(NamedTuple):
     encoder: Optional[RatingEncoder] = None
 
 
-_FORMATS = {
+#: every name ``read_data`` accepts for a format, mapped to its canonical name
+FORMAT_ALIASES = {
     "libsvm": "libsvm", "svmlight": "libsvm", "libfm": "libsvm",
     "libffm": "libffm", "ffm": "libffm",
     "ratings": "ratings", "movielens": "ratings", "csv": "ratings",
@@ -624,6 +651,19 @@ def detect_format(path, max_lines=20) -> str:
     return "libsvm"
 
 
+def resolve_format(path, format="auto") -> str:
+    """The canonical format ("libsvm", "libffm" or "ratings") that
+    :func:`read_data` reads ``path`` as: ``format`` looked up in
+    :data:`FORMAT_ALIASES`, or detected from the file for "auto"."""
+    if format == "auto":
+        return detect_format(path)
+    try:
+        return FORMAT_ALIASES[str(format).lower()]
+    except KeyError:
+        raise ValueError(f"unknown format {format!r}; expected 'auto' or one of "
+                         f"{sorted(FORMAT_ALIASES)}") from None
+
+
 def read_data(path, format="auto", **kwargs) -> Dataset:
     """Load ``path`` in any supported format and return a :class:`Dataset`.
 
@@ -633,14 +673,7 @@ def read_data(path, format="auto", **kwargs) -> Dataset:
     :func:`load_libffm`, :func:`load_movielens`).
     """
     path = _fspath(path)
-    if format == "auto":
-        kind = detect_format(path)
-    else:
-        try:
-            kind = _FORMATS[str(format).lower()]
-        except KeyError:
-            raise ValueError(f"unknown format {format!r}; expected 'auto' or one of "
-                             f"{sorted(_FORMATS)}") from None
+    kind = resolve_format(path, format)
     if kind == "libsvm":
         X, y = load_libsvm(path, **kwargs)
         return Dataset(X, y)

@@ -211,7 +211,7 @@ def params_for(draw):
 
 def check_finite_model(m):
     assert np.all(np.isfinite(m._state.P)), "non-finite parameters after fit"
-    assert np.all(np.isfinite(m._state.bstate)), "non-finite w0 after fit"
+    assert np.all(np.isfinite(m._state.bias_state)), "non-finite w0 after fit"
 
 
 def call_predict(m, X, classifier):
@@ -337,7 +337,7 @@ def run_load_case(draw, folder):
         fh.write(bytes(raw))
     try:
         m = fmnumba.load(path)
-    except ValueError:
+    except fmnumba.ModelFileError:  # every rejected file, and only such files
         return "load-rejected"
     check_finite_model(m)
     return "load-ok"

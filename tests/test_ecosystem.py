@@ -119,18 +119,41 @@ def test_equal_group_values_equal_the_scalar(ratings, solver):
 
 
 def test_groups_from_the_readers(tmp_path):
-    """RatingEncoder.fields_ and libffm fields are valid groups."""
+    """The readers' groups hold one group id per column of X: a ratings
+    file's RatingEncoder.fields_ is 0 on the user block and 1 on the item
+    block; libffm's fields are the field each feature is written under (-1
+    for a feature that never occurs). As an estimator's groups, each id
+    selects that block's L2 strength."""
     from fmnumba.readers import load_libffm, load_movielens
     d = make_ratings(500, n_users=20, n_items=10, n_context=(), random_state=0)
     cols = d.X.indices.reshape(-1, 2)
     p = tmp_path / "u.data"
     p.write_text("".join(f"{u}\t{i}\t{r:.2f}\t0\n" for (u, i), r in zip(cols, d.y)))
     X, y, enc = load_movielens(p)
-    FMRegressor(max_iter=1, groups=enc.fields_, l2_reg_v=[1e-4, 1e-3]).fit(X, y)
+    n_users, n_items = len(np.unique(cols[:, 0])), len(np.unique(cols[:, 1]))
+    assert (enc.n_users_, enc.n_items_) == (n_users, n_items) and X.shape[1] == n_users + n_items
+    np.testing.assert_array_equal(enc.fields_, np.repeat([0, 1], [n_users, n_items]))
+    # every row: its user's column in group 0, its item's column in group 1
+    np.testing.assert_array_equal(enc.fields_[X.indices.reshape(-1, 2)],
+                                  np.tile([0, 1], (X.shape[0], 1)))
+    kw = dict(max_iter=3, batch_size=32, n_jobs=1, l2_reg_w=0.0, random_state=0)
+    free = FMRegressor(groups=enc.fields_, l2_reg_v=[0.0, 0.0], **kw).fit(X, y)
+    users, items = slice(None, n_users), slice(n_users, None)
+    for held, block, other in ((0, users, items), (1, items, users)):
+        l2_v = [1e6 if g == held else 0.0 for g in (0, 1)]
+        m = FMRegressor(groups=enc.fields_, l2_reg_v=l2_v, **kw).fit(X, y)
+        assert _rms(m.factors_[block]) < 0.05 * _rms(free.factors_[block]), held
+        assert _rms(m.factors_[other]) > 0.25 * _rms(free.factors_[other]), held
+
     q = tmp_path / "x.libffm"
-    q.write_text("1 0:0:1 1:3:1\n0 0:1:1 1:4:1 2:5:1\n1 0:2:1 2:6:1\n")
+    q.write_text("1 0:0:1 1:3:1\n0 0:1:1 1:4:1 2:5:1\n1 0:2:1 2:6:1 1:8:1\n")
     X, y, fields = load_libffm(q)
-    FMClassifier(max_iter=1, groups=fields, l2_reg_v=[0.0, 0.1, 1.0]).fit(X, y)
+    assert X.shape == (3, 9) and fields.dtype == np.int32
+    np.testing.assert_array_equal(fields, [0, 0, 0, 1, 1, 2, 2, -1, 1])
+    used = fields >= 0
+    groups = np.where(used, fields, 0)
+    clf = FMClassifier(max_iter=1, groups=groups, l2_reg_v=[0.0, 0.1, 1.0]).fit(X, y)
+    assert clf.factors_.shape == (9, clf.n_factors)
 
 
 # --- scikit-learn pipelines -------------------------------------------------

@@ -1,4 +1,6 @@
 """The scripts in examples/ run on small data and print their metric line."""
+import argparse
+import importlib.util
 import re
 import subprocess
 import sys
@@ -18,11 +20,29 @@ def run_example(name, *args):
                           capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
+def example_parser(name):
+    """The example's own argparse parser (its build_parser())."""
+    spec = importlib.util.spec_from_file_location(f"example_{name[:-3]}", EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
 @pytest.mark.parametrize("name", ["movielens.py", "criteo.py", "a9a.py"])
 def test_help(name):
+    """--help lists every option the script accepts, each with its description."""
     r = run_example(name, "--help")
     assert r.returncode == 0, r.stderr
-    assert "--quick" in r.stdout
+    text = " ".join(r.stdout.split())  # argparse wraps long help lines
+    actions = [a for a in example_parser(name)._actions
+               if not isinstance(a, argparse._HelpAction)]
+    assert any(a.option_strings == ["--quick"] for a in actions)
+    for action in actions:
+        what = "/".join(action.option_strings) or action.dest
+        assert action.help, f"{name}: {what} has no help text"
+        for flag in action.option_strings:
+            assert flag in text, f"{name} --help does not list {flag}"
+        assert " ".join(action.help.split()) in text, f"{name} --help does not explain {what}"
 
 
 def test_movielens_without_a_path_says_so():

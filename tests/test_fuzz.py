@@ -1,4 +1,4 @@
-"""Hypothesis fuzzing of malformed and adversarial input (issue 5).
+"""Hypothesis fuzzing of malformed and adversarial input.
 
 The fuzz loop runs in a subprocess (tests/_fuzz_worker.py) so that a crash
 (segfault, abort, hang) fails this test instead of killing pytest. At least

@@ -880,6 +880,6 @@ def test_fmregressor_bit_identical_n_jobs_1_vs_2(restore_threads):
         est = FMRegressor(n_jobs=n_jobs, random_state=0, max_iter=3, batch_size=1500)
         est.fit(X, y)
         P.append(est._state.P.copy())
-        P.append(est._state.bstate.copy())
+        P.append(est._state.bias_state.copy())
     assert np.array_equal(P[0], P[2])
     assert np.array_equal(P[1], P[3])

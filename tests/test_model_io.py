@@ -1,6 +1,6 @@
-"""Model files (issue 5, items 5 and 6): bit-exact round trip, atomic save,
-clear errors for truncated, corrupted or foreign files, and no code execution
-from a crafted file."""
+"""Model files: bit-exact round trip, atomic save, clear errors (a
+ModelFileError, which is a ValueError) for truncated, corrupted or foreign
+files, and no code execution from a crafted file."""
 import io
 import json
 import os
@@ -56,13 +56,18 @@ def _with_meta(src, dst, **changes):
 
 
 def _bad_load(path, *keywords):
-    with pytest.raises(ValueError) as ei:
+    with pytest.raises(fmnumba.ModelFileError) as ei:
         fmnumba.load(path)
     msg = str(ei.value)
     assert "not a valid fmnumba model file" in msg and str(path) in msg
     for kw in keywords:
         assert kw in msg, msg
     return msg
+
+
+def test_model_file_error_is_a_value_error():
+    assert issubclass(fmnumba.ModelFileError, ValueError)
+    assert fio.ModelFileError is fmnumba.ModelFileError
 
 
 @pytest.mark.parametrize("name", ["reg", "reg64_sgd", "clf_str", "clf_hinge", "groups"])
@@ -72,7 +77,7 @@ def test_round_trip_is_bit_exact(models, name, tmp_path):
     m.save(path)
     m2 = fmnumba.load(path)
     assert type(m2) is type(m)
-    for a, b in ((m._state.P, m2._state.P), (m._state.bstate, m2._state.bstate)):
+    for a, b in ((m._state.P, m2._state.P), (m._state.bias_state, m2._state.bias_state)):
         assert a.dtype == b.dtype and np.array_equal(a, b)
     if m._state.M is not None:
         assert np.array_equal(m._state.M, m2._state.M) and np.array_equal(m._state.S, m2._state.S)
@@ -208,7 +213,7 @@ def test_corrupted_bytes(models, tmp_path):
         path.write_bytes(bytes(bad))
         try:
             m = fmnumba.load(path)
-        except ValueError as e:
+        except fmnumba.ModelFileError as e:
             assert "not a valid fmnumba model file" in str(e)
         else:  # a flip in an unused zip field: the model must still be intact
             assert np.all(np.isfinite(m._state.P))

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from fmnumba.readers import (
+    FORMAT_ALIASES,
     Dataset,
     RatingEncoder,
     detect_format,
@@ -15,6 +16,7 @@ from fmnumba.readers import (
     load_movielens,
     load_ratings,
     read_data,
+    resolve_format,
 )
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -303,6 +305,32 @@ def test_rating_encoder_string_ids_and_pair_array():
     assert enc.transform([5], ["x"]).nnz == 1
 
 
+def test_ratings_id_type_str_keeps_ids_as_written(tmp_path):
+    path = _write(tmp_path, "r.tsv", "10\t2\t5\n9\t2\t3\n")
+    u, i, _ = load_ratings(path)
+    assert u.dtype == np.int64 and u.tolist() == [10, 9]
+    u, i, _ = load_ratings(path, id_type=str)
+    assert u.dtype.kind == "U" and u.tolist() == ["10", "9"] and i.tolist() == ["2", "2"]
+    with pytest.raises(ValueError, match="id_type"):
+        load_ratings(path, id_type=int)
+
+
+def test_rating_encoder_from_vocabulary_keeps_the_given_order():
+    fitted = RatingEncoder().fit(["b", "a", "c"], ["y", "x", "y"])
+    rebuilt = RatingEncoder.from_vocabulary(fitted.users_.tolist(), fitted.items_.tolist())
+    for name in ("user_index_", "item_index_", "n_users_", "n_items_", "n_output_features_"):
+        assert getattr(rebuilt, name) == getattr(fitted, name), name
+    for name in ("users_", "items_", "fields_"):
+        np.testing.assert_array_equal(getattr(rebuilt, name), getattr(fitted, name))
+    pairs = (["c", "a", "z"], ["x", "y", "y"])
+    assert (rebuilt.transform(*pairs) != fitted.transform(*pairs)).nnz == 0
+    # columns follow the lists as given, not sorted
+    enc = RatingEncoder.from_vocabulary(["10", "9"], ["i"])
+    np.testing.assert_array_equal(enc.transform(["9"], ["i"]).toarray(), [[0, 1, 1]])
+    with pytest.raises(ValueError, match="repeated"):
+        RatingEncoder.from_vocabulary(["a", "a"], ["i"])
+
+
 def test_rating_encoder_errors():
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
@@ -355,6 +383,12 @@ def test_read_data_auto_detection(tmp_path):
 def test_read_data_explicit_format(tmp_path):
     ffm = _write(tmp_path, "b.txt", FFM_TEXT)
     assert read_data(ffm, format="ffm").X.shape == (3, 5)
+    assert set(FORMAT_ALIASES.values()) == {"libsvm", "libffm", "ratings"}
+    for name, kind in FORMAT_ALIASES.items():
+        assert resolve_format(ffm, name) == resolve_format(ffm, name.upper()) == kind
+    assert resolve_format(ffm) == "libffm"
+    with pytest.raises(ValueError, match="unknown format"):
+        resolve_format(ffm, "parquet")
     with pytest.raises(ValueError, match="unknown format"):
         read_data(ffm, format="parquet")
     empty = _write(tmp_path, "e.txt", "\n# nothing\n")

@@ -1,10 +1,10 @@
-"""The bad-input contract (issue 5): every public entry point validates
+"""The bad-input contract: every public entry point validates
 before any kernel runs, and bad input gets a ValueError, TypeError or
 NotFittedError whose message names the argument and the problem. Inputs that
 can be repaired (unsorted or duplicate indices, int64 indices, any two labels,
 empty rows) must work.
 
-One test (or one parametrised case) per item; fuzzing lives in test_fuzz.py.
+One test (or one parametrised case) per kind of bad input; fuzzing lives in test_fuzz.py.
 """
 import os
 import signal
@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 from fmnumba import DivergenceError, FMClassifier, FMRegressor
-from fmnumba import _validation as V
+from fmnumba import _validation as validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,7 +70,7 @@ FITTED = reg().fit(X0, Y0)
 FITTED_C = clf().fit(X0, YC)
 
 
-# --- 1/2: non-finite values ----------------------------------------------
+# --- non-finite values ----------------------------------------------
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("kind", ["dense", "csr", "coo", "csc"])
@@ -105,6 +105,27 @@ def test_negative_sample_weight_rejected():
 
 def test_all_zero_sample_weight_rejected():
     expect(ValueError, "sample_weight", "zero", fn=lambda: reg().fit(X0, Y0, sample_weight=np.zeros(40)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_weight_rows_are_those_that_round_to_zero(dtype):
+    """drop_zero_weight_rows keeps exactly the rows whose weight is > 0 in
+    the model's dtype, and the kept rows keep X's index dtypes."""
+    rng = np.random.default_rng(0)
+    n = 400
+    sw = np.exp(rng.uniform(-800, 0, n))
+    sw[:5] = [0.0, 5e-324, 2.0 ** -150, np.nextafter(2.0 ** -150, 1), 2.0 ** -149]
+    X = sp.random(n, 9, density=0.4, format="csr", random_state=1, dtype=dtype)
+    X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    y = rng.normal(size=n)
+    Xk, yk, swk = validation.drop_zero_weight_rows(X, y, sw, np.dtype(dtype))
+    keep = sw.astype(dtype) > 0
+    assert 0 < keep.sum() < n
+    np.testing.assert_array_equal(swk, sw[keep])
+    np.testing.assert_array_equal(yk, y[keep])
+    np.testing.assert_array_equal(Xk.toarray(), X.toarray()[keep])
+    assert Xk.indices.dtype == Xk.indptr.dtype == np.int64
+    assert Xk.has_canonical_format
 
 
 def test_some_zero_weights_work_and_extreme_scales_are_exact():
@@ -404,7 +425,7 @@ def test_predict_proba_only_for_logistic():
         m.predict_proba(X0)
 
 
-# --- 3: empty rows -------------------------------------------------------------
+# --- empty rows -------------------------------------------------------------
 
 def test_empty_rows_predict_w0():
     m = reg().fit(X0, Y0)
@@ -422,7 +443,7 @@ def test_all_empty_matrix_fits():
     assert c.predict(sp.csr_matrix((2, 3))).tolist() == [1, 1]
 
 
-# --- 4: divergence guard ------------------------------------------------------
+# --- divergence guard ------------------------------------------------------
 
 @pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_divergence_raises_and_restores_last_finite_parameters(solver):
@@ -456,7 +477,7 @@ def test_divergence_is_an_arithmetic_error():
     assert issubclass(DivergenceError, FloatingPointError)
 
 
-# --- 5: interrupted fit ----------------------------------------------------------
+# --- interrupted fit ----------------------------------------------------------
 
 class _InterruptingKernels:
     """The CPU kernels, with a KeyboardInterrupt arriving as epoch `at` returns
@@ -537,16 +558,17 @@ def test_real_sigint_during_fit_keeps_a_usable_model(tmp_path):
     assert r["finite"] and r["n_iter"] == r["hist"] >= 1
 
 
-# --- 7: memory --------------------------------------------------------------------
+# --- memory --------------------------------------------------------------------
 
 def test_canonical_csr_is_not_copied():
     X, _ = _data(2000, 50, dtype=np.float32)
     X.sort_indices()
-    Xc = V.check_X(reg(), X, reset=True)
+    Xc = validation.check_X(reg(), X, reset=True, dtype=np.dtype(np.float32))
     for name in ("data", "indices", "indptr"):
         assert np.shares_memory(getattr(Xc, name), getattr(X, name)), name
     Xd = X.astype(np.float64)  # the model's dtype differs: converted once
-    assert not np.shares_memory(V.check_X(reg(), Xd, reset=True).data, Xd.data)
+    Xdc = validation.check_X(reg(), Xd, reset=True, dtype=np.dtype(np.float32))
+    assert not np.shares_memory(Xdc.data, Xd.data)
 
 
 def test_predict_and_fit_allocate_no_dense_blocks():
@@ -572,7 +594,7 @@ def test_predict_and_fit_allocate_no_dense_blocks():
         tracemalloc.stop()
 
 
-# --- 8: concurrency ------------------------------------------------------------------
+# --- concurrency ------------------------------------------------------------------
 
 def test_concurrent_predict_matches_serial():
     X, y = _data(5_000, 100, seed=2, dtype=np.float32)
@@ -647,7 +669,7 @@ def test_warnings_are_not_errors():
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1 << 20])
 def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
     """The chunked O(nnz) scans must agree with a direct check at any chunk size."""
-    monkeypatch.setattr(V, "_CHUNK", chunk)
+    monkeypatch.setattr(validation, "_CHUNK", chunk)
     rng = np.random.default_rng(chunk)
     for _ in range(40):
         n, p = rng.integers(1, 8), rng.integers(1, 8)
@@ -657,9 +679,9 @@ def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
         data = rng.choice([0.0, 1.0, -2.0, 0.5], nnz).astype(np.float32)
         expected = all(np.all(np.diff(indices[indptr[r]:indptr[r + 1]]) > 0) for r in range(n)) \
             and np.all(data != 0)
-        assert V._is_canonical(indptr, indices, data) == expected
+        assert validation._is_canonical(indptr, indices, data) == expected
         X = raw_csr(data, indices, indptr, (n, p))
-        Xc = V.check_X(reg(), X, reset=True)
+        Xc = validation.check_X(reg(), X, reset=True, dtype=np.dtype(np.float32))
         assert np.shares_memory(Xc.indices, X.indices) == bool(expected and nnz)
         D = np.zeros((n, p))
         for r in range(n):
@@ -669,4 +691,5 @@ def test_canonical_detection_across_chunk_boundaries(monkeypatch, chunk):
         if nnz:
             bad[rng.integers(0, nnz)] = np.nan
             with pytest.raises(ValueError, match="NaN"):
-                V.check_X(reg(), raw_csr(bad, indices, indptr, (n, p)), reset=True)
+                validation.check_X(reg(), raw_csr(bad, indices, indptr, (n, p)), reset=True,
+                                   dtype=np.dtype(np.float32))

@@ -1,6 +1,6 @@
 """Numba CUDA kernels: the GPU twins of fmnumba/cpu/, file for file, with the
 same functions and signatures (host NumPy arrays in, host arrays written), so
-fmnumba/solvers.py drives them unchanged.
+fmnumba/training.py drives them unchanged.
 
     predict.py    predict_csr     a group of lanes per row, q_f in registers
     forward.py    forward_batch   mini-batch forward keeping q (batch × k)

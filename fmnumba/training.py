@@ -1,11 +1,12 @@
-"""The training loop: shuffling, epochs, early stopping, divergence guard,
-progress and history. Kernels come from backend.py; nothing here is per-row.
+"""The training loop: shuffling, epochs, early stopping, divergence guard and
+progress. It yields one EpochRecord per epoch; the estimator keeps the
+history. Kernels come from backend.py; nothing here is per-row.
 """
 import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -23,10 +24,11 @@ class DivergenceError(FloatingPointError):
 @dataclass
 class FMState:
     """Everything a fit needs to resume: P = [w | V] (n_features × (1+k)),
-    Adam moments M and S of P's shape, bstate = [w0, m_w0, s_w0] and the
-    global Adam step count t."""
+    Adam moments M and S of P's shape, bias_state = [w0, m_w0, s_w0] (the
+    global bias and its Adam moments, float64) and the global Adam step count
+    t. Model files store bias_state as the array "bstate"."""
     P: np.ndarray
-    bstate: np.ndarray
+    bias_state: np.ndarray
     M: np.ndarray = None
     S: np.ndarray = None
     t: int = 0
@@ -38,7 +40,7 @@ class FMState:
         for a in range(0, n_features, step):
             b = min(n_features, a + step)
             P[a:b, 1:] = rng.normal(0.0, init_std, size=(b - a, k))
-        return cls(P=P, bstate=np.array([w0, 0.0, 0.0]))
+        return cls(P=P, bias_state=np.array([w0, 0.0, 0.0]))
 
     def ensure_adam(self):
         if self.M is None:
@@ -46,14 +48,16 @@ class FMState:
             self.S = np.zeros_like(self.P)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class TrainConfig:
+    """The settings of one fit call, fixed while it runs (built by the
+    estimator from its validated hyperparameters)."""
     loss_code: int
     solver: str
     learning_rate: float
     batch_size: int
-    l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,), or (1,) shared by all
-    l2_reg_v: np.ndarray
+    l2_reg_w: np.ndarray  # per-feature L2 strengths (n_features,), or (1,) shared by all,
+    l2_reg_v: np.ndarray  # in the model's dtype
     lr_decay: float = 0.0  # epoch e of the model's life runs at lr / (1 + lr_decay·e)
     beta1: float = 0.9
     beta2: float = 0.999
@@ -63,8 +67,24 @@ class TrainConfig:
     early_stopping: bool = False
     on_divergence: str = "raise"
     verbose: int = 0
-    history: dict = field(default_factory=lambda: {"train_loss": [], "val_loss": [],
-                                                    "time_s": []})
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one completed epoch produced: its weighted mean training loss,
+    the validation loss (None without a validation set) and the seconds of
+    training since the call started (validation passes before this epoch's
+    included)."""
+    train_loss: float
+    val_loss: float
+    seconds: float
+
+
+def kernel_weights(sw, solver, dtype):
+    """Sample weights (float64, positive sum) as the epoch kernels take them,
+    in the model's dtype: SGD scales them to mean 1, so that learning_rate
+    is the step of an average row; Adam normalises per mini-batch itself."""
+    return (sw / sw.mean()).astype(dtype) if solver == "sgd" else sw.astype(dtype)
 
 
 @contextmanager
@@ -87,7 +107,7 @@ def predict_raw(kern, X, state):
     out = np.empty(X.shape[0], dtype=state.P.dtype)
     if X.shape[0]:
         with _serial_if_unsafe():
-            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bstate[0]),
+            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bias_state[0]),
                              state.P, out)
     return out
 
@@ -117,8 +137,7 @@ def _weighted_loss(code, yhat, y, sw):
 
 # Adam runs two parallel regions per mini-batch. When the parameter tables are
 # cache-resident and a batch is light, waking the second thread costs more than
-# it saves (a9a, 123 features: 0.25 s on 1 thread vs 0.38 s on 2 for 20
-# epochs), so such epochs run on one thread. Adam's results do not depend on
+# it saves, so such epochs run on one thread. Adam's results do not depend on
 # the thread count, so this changes speed only.
 _SMALL_TABLES = 2 << 20      # bytes of P, M and S together
 _LIGHT_BATCH = 1 << 20       # batch_size × mean nnz per row × (1 + k)
@@ -146,7 +165,7 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
             t, done = kern.adam_epoch(
                 X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
-                state.P, state.M, state.S, state.bstate, state.t, lr,
+                state.P, state.M, state.S, state.bias_state, state.t, lr,
                 cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw,
                 cfg.solver == "adamw")
         state.t = int(t)
@@ -154,7 +173,7 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         return bl[:done].sum(), bw[:done].sum(), ok
     L = np.empty(order.shape[0])
     kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
-                   state.P, state.bstate, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
+                   state.P, state.bias_state, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
     fin = np.isfinite(L)
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
@@ -164,29 +183,28 @@ def _restore(state, snap):
     during the failed epoch and were not saved (that would double the memory),
     so Adam restarts: M, S, the w0 moments and the step count are reset."""
     state.P[...] = snap[0]
-    state.bstate[...] = snap[1]
+    state.bias_state[...] = snap[1]
     if state.M is not None:
         state.M[...] = 0
         state.S[...] = 0
-        state.bstate[1:] = 0
+        state.bias_state[1:] = 0
         state.t = 0
 
 
-def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
+def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0):
     """Run up to max_iter epochs on canonical CSR X with targets y (in the
-    loss's encoding, P's dtype) and weights sw; val = (Xv, yv, swv) or None.
+    loss's encoding) and kernel weights sw (see kernel_weights), both in P's
+    dtype; val = (Xv, yv, swv) or None. epochs_done: epochs the model ran
+    before this call (they set the step-size schedule).
 
-    Returns the number of epochs run. Appends to cfg.history. Raises
-    DivergenceError (or warns, with on_divergence="warn") after restoring the
-    last finite parameters.
+    A generator: updates `state` in place and yields one EpochRecord per
+    completed epoch; with early stopping, `state` ends at the best epoch.
+    Raises DivergenceError (or warns and stops, with on_divergence="warn")
+    after restoring the last finite parameters. Close it (contextlib.closing)
+    when not running it to the end, so the thread count is restored.
     """
     n = X.shape[0]
-    dtype = state.P.dtype
-    sw_k = (sw / sw.mean()).astype(dtype) if cfg.solver == "sgd" else sw.astype(dtype)
-    cfg.l2_reg_w = np.asarray(cfg.l2_reg_w, dtype=dtype)
-    cfg.l2_reg_v = np.asarray(cfg.l2_reg_v, dtype=dtype)
     scratch = np.zeros(X.shape[1], dtype=np.int64)
-    hist = cfg.history
     best = (np.inf, None, 0)
     no_improve = 0
     epochs = 0
@@ -194,7 +212,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
     if cfg.verbose:
         from tqdm.auto import tqdm
         bar = tqdm(total=max_iter, desc="fmnumba fit", unit="epoch")
-    t_start = time.perf_counter() - (hist["time_s"][-1] if hist["time_s"] else 0.0)
+    t_start = time.perf_counter()
     try:
         snap = None
         # a device backend keeps its parameter copy resident for the whole fit
@@ -202,41 +220,40 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                 getattr(kern, "session", nullcontext)():
             for _ in range(max_iter):
                 if snap is None:
-                    snap = (state.P.copy(), state.bstate.copy())
+                    snap = (state.P.copy(), state.bias_state.copy())
                 else:  # reuse the buffer: never two snapshots alive at once
                     np.copyto(snap[0], state.P)
-                    np.copyto(snap[1], state.bstate)
-                order = rng.permutation(n).astype(np.int64)
-                lr = epoch_learning_rate(cfg, len(hist["train_loss"]))
+                    np.copyto(snap[1], state.bias_state)
+                order = rng.permutation(n).astype(np.int64, copy=False)
+                lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
-                    lsum, wsum, ok = _run_epoch(kern, X, y, sw_k, order, state, cfg,
+                    lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
                                                 n_threads, scratch, lr)
                 except KeyboardInterrupt:
                     _restore(state, snap)
                     raise
                 ok = ok and np.isfinite(lsum) and bool(np.isfinite(state.P).all()) \
-                    and bool(np.isfinite(state.bstate).all())
+                    and bool(np.isfinite(state.bias_state).all())
                 if not ok:
                     _restore(state, snap)
-                    msg = (f"training diverged in epoch {len(hist['train_loss']) + 1} "
+                    msg = (f"training diverged in epoch {epochs_done + epochs + 1} "
                            f"(non-finite loss or parameters) at step size {lr:.6g} "
                            f"(learning_rate={cfg.learning_rate}, lr_decay={cfg.lr_decay}). "
                            "The model keeps the last finite parameters "
                            "(from the end of the previous epoch). Try a smaller learning_rate, "
                            "stronger l2_reg_w/l2_reg_v, scaling X's values, or dtype=np.float64.")
                     if cfg.on_divergence == "warn":
-                        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                        warnings.warn(msg, RuntimeWarning, stacklevel=4)  # the user's fit call
                         break
                     raise DivergenceError(msg)
                 epochs += 1
-                train_loss = lsum / wsum if wsum > 0 else float("nan")
-                hist["train_loss"].append(float(train_loss))
-                hist["time_s"].append(time.perf_counter() - t_start)
+                train_loss = float(lsum / wsum) if wsum > 0 else float("nan")
+                seconds = time.perf_counter() - t_start  # the validation pass not included
                 val_loss = None
                 if val is not None:
                     val_loss = _weighted_loss(cfg.loss_code, predict_raw(kern, val[0], state),
                                               val[1], val[2])
-                    hist["val_loss"].append(val_loss)
+                yield EpochRecord(train_loss, val_loss, seconds)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(train_loss=f"{train_loss:.4f}",
@@ -246,7 +263,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
                     continue
                 tol = cfg.tol or 0.0
                 if monitor < best[0] - tol:
-                    keep = (state.P.copy(), state.bstate.copy()) if cfg.early_stopping else None
+                    keep = (state.P.copy(), state.bias_state.copy()) if cfg.early_stopping else None
                     best = (monitor, keep, epochs)
                     no_improve = 0
                 else:
@@ -258,5 +275,4 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None):
             bar.close()
     if cfg.early_stopping and best[1] is not None and best[2] < epochs:
         state.P[...] = best[1][0]
-        state.bstate[...] = best[1][1]
-    return epochs
+        state.bias_state[...] = best[1][1]

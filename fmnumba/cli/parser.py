@@ -1,0 +1,251 @@
+"""The argument parser: commands, options, argument types and the libFM
+equivalents shown by ``fmnumba fit --help``."""
+import argparse
+import math
+
+from .._version import __version__
+from ..estimators import FMClassifier, FMRegressor
+from ..readers import FORMAT_ALIASES
+from . import commands
+from .errors import EXIT_ERROR
+
+_TASKS = {"regression": "regression", "r": "regression", "classification": "classification",
+          "c": "classification", "binary": "classification"}
+
+FIT_EPILOG = """\
+libFM users: equivalent options
+  libFM                      fmnumba fit
+  -task r | -task c          --task regression | --task classification  (r, c accepted)
+  -train FILE                TRAIN (positional)
+  -test FILE                 --test FILE
+  -dim '1,1,8'               --factors 8  (bias and linear terms are always on)
+  -iter 100                  --epochs 100
+  -method sgd                --solver sgd  (default adam; no mcmc/als yet)
+  -learn_rate 0.01           --learning-rate 0.01
+  -regular '0,0.01,0.01'     --l2-w 0.01 --l2-v 0.01
+  -init_stdev 0.1            --init-std 0.1
+  -out pred.txt              --out pred.txt  (add --proba for libFM's probabilities)
+  -save_model m              --model m.npz
+  -meta groups.txt           --group-by-field (libffm fields / rating user+item blocks)
+  -seed 1                    --seed 1
+  -verbosity 1               --verbose
+
+examples
+  fmnumba fit a9a --test a9a.t --task c --epochs 10 --model a9a.npz --out pred.txt --proba
+  fmnumba fit u.data --task r --format ratings --test u.test --plot curve.png
+  fmnumba fit train.libffm --task c --group-by-field --l2-v 0.001,0.01,0.01
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line (exit status 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---------------------------------------------------------------------------
+# argument types
+# ---------------------------------------------------------------------------
+
+def _task(value):
+    try:
+        return _TASKS[value.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"invalid task {value!r}; choose regression (r) or classification (c)") from None
+
+
+def _positive_int(value):
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def _n_jobs(value):
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or -1, got {value!r}") from None
+    if n == 0 or n < -1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1, got {value!r}")
+    return n
+
+
+def _float_arg(value, ok, what):
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not (math.isfinite(x) and ok(x)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+    return x
+
+
+def _positive_float(value):
+    return _float_arg(value, lambda x: x > 0, "a positive number")
+
+
+def _nonneg_float(value):
+    return _float_arg(value, lambda x: x >= 0, "a number >= 0")
+
+
+def _l2(value):
+    """'0.01' -> 0.01; '0.001,0.01' -> [0.001, 0.01] (one strength per group)."""
+    parts = [p.strip() for p in value.split(",")]
+    out = []
+    for p in parts:
+        try:
+            x = float(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number or a comma-separated list of numbers, got {value!r}") from None
+        if not (math.isfinite(x) and x >= 0):
+            raise argparse.ArgumentTypeError(f"L2 strengths must be finite and >= 0, got {value!r}")
+        out.append(x)
+    return out[0] if len(out) == 1 else out
+
+
+def _estimator_defaults():
+    """Each hyperparameter's default as --help shows it (per task where the
+    regressor's and the classifier's differ)."""
+    reg, clf = FMRegressor().get_params(), FMClassifier().get_params()
+    return {k: v if clf.get(k) == v else f"{v} for regression, {clf[k]} for classification"
+            for k, v in reg.items()}
+
+
+# ---------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------
+
+def _add_format(p):
+    p.add_argument("--format", choices=("auto", *FORMAT_ALIASES), default=None,
+                   help="input format (default: the one recorded with the model, else "
+                        "auto-detected: a:b:c tokens = libffm, a:b = libsvm/libFM, "
+                        "delimited columns = ratings)")
+
+
+def _add_verbosity(p):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--verbose", "-v", dest="verbose", action="store_const", const=1,
+                   default=None, help="show a progress bar on stderr (default when "
+                                      "stderr is a terminal)")
+    g.add_argument("--quiet", "-q", dest="verbose", action="store_const", const=0,
+                   help="no progress bar")
+
+
+def _add_fit(sub, d):
+    p = sub.add_parser("fit", help="train a model on a libsvm/libFM, libffm or ratings file",
+                       description="Train an FMRegressor or FMClassifier on TRAIN; optionally "
+                                   "report metrics on, and write predictions for, --test.",
+                       epilog=FIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("train", metavar="TRAIN", help="training data file")
+    p.add_argument("--task", "-t", type=_task, required=True,
+                   help="regression (r) or classification (c, binary labels)")
+    p.add_argument("--test", metavar="TEST", help="test data file: metrics are printed, its "
+                   "loss is recorded per epoch (validation curve) and --out predicts it")
+    _add_format(p)
+    p.add_argument("--factors", "-k", type=_positive_int, default=None,
+                   help=f"number of latent factors k (default {d['n_factors']})")
+    p.add_argument("--epochs", "--iter", type=_positive_int, default=None,
+                   help=f"number of passes over TRAIN (default {d['max_iter']})")
+    p.add_argument("--loss", choices=("squared", "logistic", "hinge"), default=None,
+                   help="loss (default: squared for regression, logistic for classification)")
+    p.add_argument("--solver", choices=("adam", "adamw", "sgd"), default=None,
+                   help="optimiser (default adam; adamw: Adam with decoupled weight decay, "
+                        "the L2 strengths as decay rates)")
+    p.add_argument("--learning-rate", "--lr", type=_positive_float, default=None,
+                   help=f"step size (default {d['learning_rate']})")
+    p.add_argument("--lr-decay", type=_nonneg_float, default=None,
+                   help=f"epoch e uses LR / (1 + LR_DECAY·e) (default {d['lr_decay']})")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help=f"mini-batch size for adam (default {d['batch_size']})")
+    p.add_argument("--l2-w", type=_l2, default=None, metavar="L2",
+                   help=f"L2 strength on linear weights (default {d['l2_reg_w']}); a comma "
+                        "list gives one per group (implies --group-by-field)")
+    p.add_argument("--l2-v", type=_l2, default=None, metavar="L2",
+                   help=f"L2 strength on factors (default {d['l2_reg_v']}); a comma list "
+                        "gives one per group (implies --group-by-field)")
+    p.add_argument("--init-std", type=float, default=None,
+                   help=f"standard deviation of the initial factors (default {d['init_std']})")
+    p.add_argument("--group-by-field", action="store_true",
+                   help="regularise per group: libffm fields, or the user and item blocks "
+                        "of a ratings file (group 0 = users, 1 = items)")
+    p.add_argument("--early-stopping", action="store_true",
+                   help="hold out 10%% of TRAIN and stop when its loss stops improving")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None,
+                   help="threads (default: Numba's default, all cores; -1 = all)")
+    p.add_argument("--model", "-m", metavar="PATH",
+                   help="write the model here (.npz) plus PATH.encoder.json")
+    p.add_argument("--plot", metavar="PNG", help="write the learning curve (train and "
+                   "--test loss per epoch) to this image file (needs matplotlib)")
+    p.add_argument("--out", "-o", metavar="FILE", help="write predictions for --test, one "
+                   "per line ('-' = stdout)")
+    p.add_argument("--proba", action="store_true",
+                   help="with --out: write P(positive class) instead of labels "
+                        "(logistic loss only)")
+    p.add_argument("--json", action="store_true", help="print the test metrics as JSON")
+    _add_verbosity(p)
+    p.set_defaults(func=commands.cmd_fit)
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="write one prediction per line",
+                       description="Predict DATA with a saved MODEL; one value per line. "
+                                   "Labels in DATA are ignored (any placeholder works).")
+    p.add_argument("model", metavar="MODEL", help="model file written by 'fmnumba fit --model'"
+                                                  " or estimator.save()")
+    p.add_argument("data", metavar="DATA", help="data file")
+    p.add_argument("-o", "--out", metavar="FILE", default="-",
+                   help="output file (default '-' = stdout)")
+    p.add_argument("--proba", action="store_true",
+                   help="classifier with logistic loss: write P(positive class)")
+    _add_format(p)
+    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    p.set_defaults(func=commands.cmd_predict)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="print test metrics of a saved model",
+                       description="Score MODEL on labelled DATA: RMSE and MAE for a "
+                                   "regressor; AUC, logloss and accuracy for a classifier.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    _add_format(p)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    p.set_defaults(func=commands.cmd_evaluate)
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="train on synthetic ratings and clicks and print metrics",
+                       description="Train an FMRegressor on synthetic ratings and an "
+                                   "FMClassifier on synthetic clicks; print test metrics "
+                                   "next to a trivial baseline and the best achievable "
+                                   "(planted-model) figure, with fit and compile times.")
+    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quick", action="store_true", help="20k rows instead of 100k")
+    p.set_defaults(func=commands.cmd_demo)
+
+
+def build_parser():
+    """The ``fmnumba`` parser; each command's namespace carries its `func`."""
+    parser = _Parser(
+        prog="fmnumba",
+        description="Factorization Machines on sparse data (Numba kernels).",
+        epilog="Run 'fmnumba COMMAND --help' for a command's options. "
+               "Exit status: 0 on success, 2 on bad arguments, files or data.")
+    parser.add_argument("--version", action="version", version=f"fmnumba {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_fit(sub, _estimator_defaults())
+    _add_predict(sub)
+    _add_evaluate(sub)
+    _add_demo(sub)
+    return parser
