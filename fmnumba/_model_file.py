@@ -2,7 +2,11 @@
 never pickle.
 
 Arrays: P, bstate (the bias state [w0, m_w0, s_w0]) and, when Adam state
-exists, M and S. `meta` holds UTF-8 JSON bytes with the format name and
+exists, M and S. A Gibbs-sampled model (solver="mcmc", format version 2)
+adds samples_P (n_kept × n_features × (1 + k), the kept samples),
+samples_scalars (2 × n_kept: each sample's w0 and noise precision α) and
+chain_hyper ((2 + 2k) × n_groups: μ_w, λ_w, then μ_v and λ_v per factor),
+with meta["chain"] = {seed, sweeps, alpha}; version-1 files still load. `meta` holds UTF-8 JSON bytes with the format name and
 version, fmnumba's version, the estimator class, its hyperparameters,
 classes, dtype and fitted counters. This module writes and reads that
 container; turning it back into an estimator is fmnumba.io.load's job, so
@@ -18,7 +22,7 @@ import numpy as np
 from ._version import __version__
 
 FORMAT = "fmnumba-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CLASS_KINDS = {"b", "i", "u", "f", "U"}   # dtype kinds of classes_ a file may hold
 _MAX_MEMBERS = 16
 
@@ -77,8 +81,17 @@ def save_model(est, path):
             cls = cls.astype(str)
         meta["classes"] = cls.tolist()
         meta["classes_dtype"] = cls.dtype.str
+    chain = getattr(est, "_chain", None)
+    if chain is not None:
+        meta["chain"] = {"seed": int(chain.seed), "sweeps": int(chain.sweeps),
+                         "alpha": float(chain.alpha)}
     arrays = {"P": st.P, "bstate": st.bias_state,
               "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    if chain is not None:
+        arrays["samples_P"] = chain.samples_P
+        arrays["samples_scalars"] = np.stack([chain.samples_w0, chain.samples_alpha])
+        arrays["chain_hyper"] = np.vstack([chain.mu_w[None], chain.lam_w[None], chain.mu_v,
+                                           chain.lam_v])
     if st.M is not None:
         arrays["M"], arrays["S"] = st.M, st.S
     path = os.fspath(path)

@@ -74,6 +74,9 @@ def check_solver_use(est, solver, eval_set, partial, is_classifier):
         raise ValueError("solver='als' minimises the squared loss and is available for "
                          "FMRegressor only; for FMClassifier choose solver='mcmc' (probit), "
                          "'adam', 'adamw' or 'sgd'.")
+    if solver == "mcmc" and is_classifier and est.loss != "logistic":
+        raise ValueError(f"solver='mcmc' fits the probit model and takes loss='logistic' (the "
+                         f"default), got loss={est.loss!r}.")
     if partial:
         raise ValueError(f"partial_fit is not available for solver={solver!r}; use fit "
                          "with warm_start=True to continue from the fitted model.")
@@ -83,10 +86,9 @@ def check_solver_use(est, solver, eval_set, partial, is_classifier):
     if est.early_stopping:
         raise ValueError(f"early_stopping=True is not supported with solver={solver!r} "
                          "(the sampler runs max_iter sweeps); set early_stopping=False.")
-    if solver == "mcmc" and est.device == "cuda":
-        raise ValueError("solver='mcmc' runs on the CPU only; use device='cpu'.")
-    if solver == "als" and est.device == "cuda":
-        raise ValueError("solver='als' runs on the CPU only; use device='cpu'.")
+    if est.device == "cuda":
+        raise ValueError(f"solver={solver!r} runs on the CPU only; use device='cpu' (or "
+                         "'auto').")
 
 
 def _groups(groups, n_features):
@@ -164,3 +166,70 @@ def predict_mcmc(kern, X, chain, probit):
         raise ValueError("the model keeps no posterior samples; fit it with "
                          "n_kept_samples >= 1.")
     return MC.predict_samples(kern, X, chain, probit=probit)
+
+
+# --------------------------------------------------------------------------
+# the estimators' calls
+# --------------------------------------------------------------------------
+def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier):
+    """Run solver est.solver on canonical CSR X (y encoded, sw weights) and
+    set est._state (P = the last sample, or the ALS solution), est._chain
+    (mcmc), history_ and n_iter_. resume: continue from the fitted model."""
+    from .training import FMState
+    n_features, k = X.shape[1], int(est.n_factors)
+    if not resume:
+        est.history_ = {"train_loss": [], "val_loss": [], "time_s": []}
+        est._chain = None
+        w0 = probit_w0(y, sw) if is_classifier else float(np.dot(sw, y) / np.sum(sw))
+        est._state = FMState.init(n_features, k, dtype, float(est.init_std), w0, rng)
+    hist = est.history_
+    try:
+        from .training import numba_threads
+        with numba_threads(est.n_jobs):
+            if est.solver == "als":
+                l2w = _l2(est, "l2_reg_w", n_features)
+                l2v = _l2(est, "l2_reg_v", n_features)
+                est._state.bias_state[0] = fit_als(
+                    X, y, sw, est._state.P, float(est._state.bias_state[0]), max_iter=max_iter,
+                    l2_reg_w=l2w, l2_reg_v=l2v, groups=est.groups, history=hist)
+                est._chain = None
+                return
+            burn, kept = sample_schedule(est.n_burnin, est.n_kept_samples, max_iter,
+                                         n_features, k, dtype)
+            chain = getattr(est, "_chain", None) if resume else None
+            if chain is None:  # start from the fitted parameters (or the initial ones)
+                gid, n_groups = _groups(est.groups, n_features)
+                seed = int(rng.integers(0, 2**63))
+                chain = MC.ChainState.init(n_features, k, n_groups, dtype, 0.0,
+                                           float(est._state.bias_state[0]),
+                                           np.random.default_rng(0), seed)
+                chain.P = est._state.P
+            est._chain = fit_mcmc(X, y, sw, chain=chain, probit=is_classifier, n_factors=k,
+                                  dtype=dtype, max_iter=max_iter, n_burnin=burn, n_kept=kept,
+                                  init_std=0.0, seed=chain.seed, w0=chain.w0,
+                                  groups=est.groups, history=hist, verbose=int(est.verbose))
+            est._state.bias_state[0] = est._chain.w0
+    finally:
+        est.n_iter_ = len(hist["train_loss"])
+        hist["time_s"] = hist["time_s"][:est.n_iter_]
+
+
+def _l2(est, name, n_features):
+    from . import _validation as validation
+    return validation.per_feature_l2(name, getattr(est, name), est.groups, n_features)
+
+
+def posterior(est, X):
+    """(mean, var) of the mcmc model over the kept samples for canonical X
+    (regression: ŷ and predictive variance; classification: P(y = 1), None)."""
+    from .backend import get_kernels
+    from .training import numba_threads
+    with numba_threads(est.n_jobs):
+        return predict_mcmc(get_kernels("cpu"), X, est._chain,
+                            probit=hasattr(est, "classes_"))
+
+
+def probit_score(p):
+    """Φ⁻¹(p), finite: the decision value of a probit probability."""
+    eps = np.finfo(np.float64).eps
+    return ndtri(np.clip(p, np.finfo(np.float64).tiny, 1 - eps))

@@ -9,6 +9,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _validation as validation
+from . import bayes
 from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
@@ -21,11 +22,12 @@ class _BaseFM(BaseEstimator):
     _valid_losses = ()
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.005, lr_decay=0.5, max_iter=30, batch_size=256,
+                 learning_rate=0.005, lr_decay=0.5, max_iter=None, batch_size=256,
                  l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
-                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None):
+                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
+                 n_burnin=None, n_kept_samples=None):
         self.n_factors = n_factors
         self.loss = loss
         self.solver = solver
@@ -48,6 +50,8 @@ class _BaseFM(BaseEstimator):
         self.verbose = verbose
         self.on_divergence = on_divergence
         self.groups = groups
+        self.n_burnin = n_burnin
+        self.n_kept_samples = n_kept_samples
 
     # --- fitted views -------------------------------------------------
     @property
@@ -106,7 +110,12 @@ class _BaseFM(BaseEstimator):
         try:  # a call rejected by validation leaves a fitted model as it was
             validation.check_params(self, self._valid_losses)
             dtype = validation.resolve_dtype(self.dtype)
-            max_iter = int(self.max_iter) if max_iter is None else max_iter
+            if max_iter is None:
+                max_iter = (bayes.default_max_iter(self.solver) if self.max_iter is None
+                            else int(self.max_iter))
+            if self.solver in bayes.BAYES_SOLVERS:
+                bayes.check_solver_use(self, self.solver, eval_set, partial,
+                                       isinstance(self, ClassifierMixin))
             resume = hasattr(self, "_state") and (partial or self.warm_start)
             Xc = validation.check_X(self, X, reset=not resume, dtype=dtype)
             y_enc = self._encode_y(y, Xc.shape[0], fitting=not resume, dtype=dtype,
@@ -129,12 +138,20 @@ class _BaseFM(BaseEstimator):
             kern = get_kernels(self.device, Xc.nnz)
             if not resume:
                 validation.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
+            if self.solver in bayes.BAYES_SOLVERS:
+                bayes.sample_schedule(self.n_burnin, self.n_kept_samples, max_iter, Xc.shape[1],
+                                      int(self.n_factors), dtype)  # bad values fail here
             cfg = self._config(Xc.shape[1], dtype)
         except BaseException:
             for a in _FIT_ATTRS:
                 self.__dict__.pop(a, None)
             self.__dict__.update(saved)
             raise
+        if self.solver in bayes.BAYES_SOLVERS:
+            bayes.fit_estimator(self, Xc, y_enc, sw, dtype, rng, resume, max_iter,
+                                isinstance(self, ClassifierMixin))
+            return self
+        self.__dict__.pop("_chain", None)
         if not resume:
             self._state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
                                        float(self.init_std), self._init_w0(y_enc, sw), rng)
@@ -194,6 +211,8 @@ class _BaseFM(BaseEstimator):
         """Raw model output ŷ, shape (n_samples,), float64."""
         check_is_fitted(self, "_state")
         Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
+        if getattr(self, "_chain", None) is not None:
+            return self._posterior(Xc)[0]
         kern = get_kernels("cpu")
         with numba_threads(self.n_jobs):
             out = predict_raw(kern, Xc, self._state)
@@ -204,6 +223,17 @@ class _BaseFM(BaseEstimator):
                 "(values too large for the model). Scale X's values or use dtype=np.float64.")
         return out.astype(np.float64)
 
+    def _posterior(self, Xc):
+        """mcmc: (mean, var) over the kept samples for canonical Xc (see
+        bayes.posterior); the classifier's mean is turned into Φ⁻¹(P(y = 1))."""
+        mean, var = bayes.posterior(self, Xc)
+        if not np.all(np.isfinite(mean)):
+            bad = int(np.argmin(np.isfinite(mean)))
+            raise ValueError(
+                f"X: the prediction for row {bad} overflowed {self._state.P.dtype} "
+                "(values too large for the model). Scale X's values or use dtype=np.float64.")
+        return (bayes.probit_score(mean), mean) if hasattr(self, "classes_") else (mean, var)
+
     def save(self, path):
         """Write the fitted model to `path` (.npz + JSON metadata, no pickle)."""
         save_model(self, path)
@@ -211,6 +241,25 @@ class _BaseFM(BaseEstimator):
 
 # set by validation in _fit; restored when a call is rejected
 _FIT_ATTRS = ("n_features_in_", "feature_names_in_", "classes_", "_rng")
+
+_BAYES_DOC = """
+    solver="mcmc" (Bayesian FM, Gibbs sampling as libFM's MCMC and myFM):
+    hierarchical priors (per group of `groups`) are sampled, so there is no
+    learning rate or L2 strength to tune: learning_rate, lr_decay,
+    batch_size, l2_reg_w and l2_reg_v are ignored. max_iter counts sweeps
+    (None: 200); the first n_burnin sweeps (None: 5) are not kept and
+    n_kept_samples (None: all the rest, thinned to at most 1 GiB) samples
+    of (w0, w, V), evenly spaced, are averaged by predict. They take
+    n_kept_samples × n_features × (1 + n_factors) × itemsize bytes
+    (MemoryError before allocating when that cannot fit). coef_, factors_
+    and intercept_ hold the chain's last sample; warm_start=True continues
+    the chain. Sample weights are frequency weights in the likelihood.
+    solver="als" (FMRegressor; libFM's and fastFM's ALS): exact coordinate
+    minimisation of ½ Σ s (y − ŷ)² + ½ λ_w ‖w‖² + ½ λ_v ‖V‖², L2 strengths
+    per sum of losses; max_iter counts sweeps (None: 100); learning_rate,
+    lr_decay and batch_size are ignored. Neither takes eval_set,
+    early_stopping or partial_fit, and both run on the CPU.
+    """
 
 
 def _split_validation(X, y, sw, fraction, rng):
@@ -230,9 +279,9 @@ class FMRegressor(RegressorMixin, _BaseFM):
     """Factorization Machine regressor (squared loss) on sparse or dense X.
 
     ŷ(x) = w0 + Σ_i w_i x_i + Σ_{i<j} <v_i, v_j> x_i x_j, trained with lazy
-    mini-batch Adam (default) or Hogwild SGD. See fmnumba's README for the
-    measured defaults.
-    """
+    mini-batch Adam (default), Hogwild SGD, Gibbs sampling (solver="mcmc")
+    or ALS (solver="als"). See fmnumba's README for the measured defaults.
+    """ + _BAYES_DOC
 
     _valid_losses = ("squared",)
 
@@ -242,9 +291,22 @@ class FMRegressor(RegressorMixin, _BaseFM):
     def _init_w0(self, y, sw):
         return float(np.dot(sw, y) / sw.sum())
 
-    def predict(self, X):
-        """Predicted targets ŷ, shape (n_samples,), float64."""
-        return self._decision(X)
+    def predict(self, X, return_std=False):
+        """Predicted targets ŷ, shape (n_samples,), float64.
+
+        return_std=True (solver="mcmc" only): also the posterior predictive
+        standard deviation, the spread of the kept samples' predictions plus
+        the noise variance 1/α (as BayesianRidge's return_std).
+        """
+        if not return_std:
+            return self._decision(X)
+        check_is_fitted(self, "_state")
+        if getattr(self, "_chain", None) is None:
+            raise ValueError("return_std=True needs a model fitted with solver='mcmc' (it "
+                             f"has solver={self.solver!r}).")
+        Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
+        mean, var = self._posterior(Xc)
+        return mean, np.sqrt(var)
 
 
 class FMClassifier(ClassifierMixin, _BaseFM):
@@ -252,16 +314,20 @@ class FMClassifier(ClassifierMixin, _BaseFM):
 
     Labels may be any two classes (classes_); predict returns them, and
     predict_proba (logistic loss only) returns [P(classes_[0]), P(classes_[1])].
-    """
+    With solver="mcmc" the model is the probit FM (latent targets drawn from
+    truncated normals): predict_proba averages Φ(ŷ_s) over the kept samples,
+    decision_function is Φ⁻¹ of that probability.
+    """ + _BAYES_DOC
 
     _valid_losses = ("logistic", "hinge")
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
-                 learning_rate=0.002, lr_decay=1.0, max_iter=30, batch_size=1024,
+                 learning_rate=0.002, lr_decay=1.0, max_iter=None, batch_size=1024,
                  l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
-                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None):
+                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
+                 n_burnin=None, n_kept_samples=None):
         super().__init__(
             n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
             lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
@@ -269,7 +335,8 @@ class FMClassifier(ClassifierMixin, _BaseFM):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, warm_start=warm_start,
             random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
-            verbose=verbose, on_divergence=on_divergence, groups=groups)
+            verbose=verbose, on_divergence=on_divergence, groups=groups, n_burnin=n_burnin,
+            n_kept_samples=n_kept_samples)
 
     def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
         if y is None:
@@ -357,6 +424,11 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     @available_if(_has_proba)
     def predict_proba(self, X):
         """Class probabilities [1 − σ(ŷ), σ(ŷ)], shape (n_samples, 2); logistic loss only."""
+        if getattr(self, "_chain", None) is not None:
+            check_is_fitted(self, "_state")
+            Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
+            p1 = self._posterior(Xc)[1]
+            return np.column_stack([1.0 - p1, p1])
         d = self.decision_function(X)
         p1 = 0.5 * (1.0 + np.tanh(0.5 * d))  # σ(d) without overflow
         return np.column_stack([1.0 - p1, p1])
@@ -364,5 +436,8 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     @available_if(_has_proba)
     def predict_log_proba(self, X):
         """log of predict_proba, computed stably; logistic loss only."""
+        if getattr(self, "_chain", None) is not None:
+            with np.errstate(divide="ignore"):
+                return np.log(self.predict_proba(X))
         d = self.decision_function(X)
         return -np.column_stack([np.logaddexp(0, d), np.logaddexp(0, -d)])

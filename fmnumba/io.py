@@ -29,10 +29,18 @@ _ESTIMATORS = {"FMRegressor": FMRegressor, "FMClassifier": FMClassifier}
 _HISTORY_KEYS = ("train_loss", "val_loss", "time_s")
 
 
-def _checked_arrays(path, arrays, n, k, dtype):
+def _checked_arrays(path, arrays, n, k, dtype, chain=None):
     """The arrays of the file, each of the shape and dtype the metadata says
-    and finite."""
+    and finite (chain: the Gibbs sampler's metadata of a version-2 file)."""
     expect = {"P": ((n, k + 1), dtype), "bstate": ((3,), np.dtype(np.float64))}
+    if chain is not None:
+        s, h = arrays.get("samples_P"), arrays.get("chain_hyper")
+        if s is None or s.ndim != 3 or h is None or h.ndim != 2:
+            raise invalid(path, "the posterior samples are missing or malformed")
+        f64 = np.dtype(np.float64)
+        expect.update(samples_P=((s.shape[0], n, k + 1), dtype),
+                      samples_scalars=((2, s.shape[0]), f64),
+                      chain_hyper=((2 + 2 * k, h.shape[1]), f64))
     if ("M" in arrays) != ("S" in arrays):
         raise invalid(path, "only one of the Adam moments M, S is present")
     if "M" in arrays:
@@ -65,6 +73,27 @@ def _estimator(path, cls, meta, k, dtype):
     return est
 
 
+def _chain(path, chain, arrays, state, k):
+    """The Gibbs sampler's state (kept samples, hyperparameters) of a file."""
+    from .mcmc import ChainState
+    for key in ("seed", "sweeps"):
+        if isinstance(chain.get(key), bool) or not isinstance(chain.get(key), int) \
+                or chain[key] < 0:
+            raise invalid(path, f"chain {key} must be a non-negative integer")
+    alpha = chain.get("alpha")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        raise invalid(path, "chain alpha must be a positive number")
+    h = arrays["chain_hyper"]
+    sc = arrays["samples_scalars"]
+    if h.shape[1] < 1 or arrays["samples_P"].shape[0] < 1:
+        raise invalid(path, "the posterior samples are missing or malformed")
+    return ChainState(P=state.P, w0=float(state.bias_state[0]), alpha=float(alpha),
+                      mu_w=h[0].copy(), lam_w=h[1].copy(), mu_v=h[2:2 + k].copy(),
+                      lam_v=h[2 + k:].copy(), seed=chain["seed"], sweeps=chain["sweeps"],
+                      samples_P=np.ascontiguousarray(arrays["samples_P"]),
+                      samples_w0=sc[0].copy(), samples_alpha=sc[1].copy())
+
+
 def _classes(path, meta):
     cdt = np.dtype(meta["classes_dtype"])
     if (cdt.kind not in CLASS_KINDS or not isinstance(meta["classes"], list)
@@ -88,7 +117,8 @@ def load(path):
     try:
         dtype = np.dtype({"float32": np.float32, "float64": np.float64}[meta["dtype"]])
         n, k = int(meta["n_features"]), int(meta["n_factors"])
-        arrays = _checked_arrays(path, arrays, n, k, dtype)
+        chain = meta.get("chain")
+        arrays = _checked_arrays(path, arrays, n, k, dtype, chain)
         est = _estimator(path, cls, meta, k, dtype)
         for key in ("t", "n_iter"):
             if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 0:
@@ -100,6 +130,8 @@ def load(path):
         est._state = FMState(P=np.ascontiguousarray(arrays["P"]),
                              bias_state=arrays["bstate"].copy(), M=arrays.get("M"),
                              S=arrays.get("S"), t=int(meta["t"]))
+        if chain is not None:
+            est._chain = _chain(path, chain, arrays, est._state, k)
         est.n_features_in_ = n
         est.n_iter_ = int(meta["n_iter"])
         est.history_ = {key: [float(v) for v in history.get(key, [])] for key in _HISTORY_KEYS}

@@ -161,66 +161,92 @@ def run_chain(X, y, sw, state, *, max_iter, n_burnin, n_kept, probit=False, grou
     state.samples_alpha = np.empty(kept.shape[0])
     kept_pos = {int(s): i for i, s in enumerate(kept)}
     have_sums = False
-    for it in range(max_iter):
-        t = state.sweeps
-        if it == 0 or t % REFRESH_EVERY == 0:
-            K.refresh_rows(X.indptr, X.indices, X.data, P, dtype.type(state.w0), target, ysign,
-                           probit, key, t, K.TAG_Z, e, Q, sw_k, sums)
-        elif probit:
-            K.latent_rows(target, ysign, probit, key, t, K.TAG_Z, e, sw_k, sums)
-        elif not have_sums:
-            K.residual_sums(e, sw_k, sums)
-        sum_w, sum_we, sum_we2, prev_loss = sums.sum(axis=0)
-        if history is not None and probit and it > 0:  # the previous sweep's sample
-            history["train_loss"].append(float(prev_loss / sum_w) if sum_w > 0 else np.nan)
-        if not np.isfinite(sum_we2):
-            raise FloatingPointError(
-                f"mcmc: the sample of sweep {t} gives non-finite predictions on the training "
-                "data (values of X too large for the model dtype?). Scale X's values or use "
-                "dtype=np.float64.")
-        state.history["train_rmse"].append(float(np.sqrt(sum_we2 / sum_w)) if sum_w > 0
-                                           else float("nan"))
-        if not fixed_hyper:
-            if not probit:
-                state.alpha = K.draw_alpha(key, t, sum_w, sum_we2, hyper.a_alpha, hyper.b_alpha)
-            K.draw_group_hyper(P, 0, gid, n_groups, state.mu_w, state.lam_w, key, t,
-                               K.TAG_HYPER_W, 0, hyper.mu0, hyper.gamma0, hyper.a_lam,
-                               hyper.b_lam, cnt, s1)
-            for f in range(k):
-                K.draw_group_hyper(P, f + 1, gid, n_groups, state.mu_v[f], state.lam_v[f],
-                                   key, t, K.TAG_HYPER_V, 2 * n_groups * f, hyper.mu0,
-                                   hyper.gamma0, hyper.a_lam, hyper.b_lam, cnt, s1)
-        state.history["alpha"].append(state.alpha)
-        alpha = 1.0 if probit else state.alpha
-        w0 = float(dtype.type(K.draw_w0(key, t, state.w0, sum_w, sum_we, alpha, hyper.lam0)))
-        K.shift_residuals(e, w0 - state.w0)
-        state.w0 = w0
-        K.update_sweep(view.seg_par, view.seg_b, view.bounds, view.cols, view.cptr,
-                       view.ridx, view.cval, e, Q, sw_k, P, gid, state.mu_w, state.lam_w,
-                       state.mu_v, state.lam_v, alpha, True, key, t, K.TAG_W, K.TAG_V,
-                       unit_w, view.unit_x)
-        state.sweeps += 1
-        i = kept_pos.get(it)
-        if i is not None:
-            state.samples_P[i] = P
-            state.samples_w0[i] = state.w0
-            state.samples_alpha[i] = alpha
-        have_sums = False
-        if history is not None and not probit:  # this sweep's sample; sums reused next sweep
-            K.residual_sums(e, sw_k, sums)
-            have_sums = True
-            history["train_loss"].append(float(0.5 * sums[:, 2].sum() / sum_w) if sum_w > 0
+    snap = np.empty_like(P)  # the sample before the sweep: put back if it diverges
+    snap_w0 = state.w0
+    n_good = 0  # samples written and finite
+    last_kept = False  # whether the last sweep's sample was written
+    try:
+        for it in range(max_iter):
+            t = state.sweeps
+            if it == 0 or t % REFRESH_EVERY == 0:
+                K.refresh_rows(X.indptr, X.indices, X.data, P, dtype.type(state.w0), target, ysign,
+                               probit, key, t, K.TAG_Z, e, Q, sw_k, sums)
+            elif probit:
+                K.latent_rows(target, ysign, probit, key, t, K.TAG_Z, e, sw_k, sums)
+            elif not have_sums:
+                K.residual_sums(e, sw_k, sums)
+            sum_w, sum_we, sum_we2, prev_loss = sums.sum(axis=0)
+            if history is not None and probit and it > 0:  # the previous sweep's sample
+                history["train_loss"].append(float(prev_loss / sum_w) if sum_w > 0 else np.nan)
+            if not np.isfinite(sum_we2):
+                if last_kept:
+                    n_good -= 1  # the diverged sweep's sample
+                _diverged(state, snap, snap_w0, it, t)
+            state.history["train_rmse"].append(float(np.sqrt(sum_we2 / sum_w)) if sum_w > 0
+                                               else float("nan"))
+            if not fixed_hyper:
+                if not probit:
+                    state.alpha = K.draw_alpha(key, t, sum_w, sum_we2, hyper.a_alpha, hyper.b_alpha)
+                K.draw_group_hyper(P, 0, gid, n_groups, state.mu_w, state.lam_w, key, t,
+                                   K.TAG_HYPER_W, 0, hyper.mu0, hyper.gamma0, hyper.a_lam,
+                                   hyper.b_lam, cnt, s1)
+                for f in range(k):
+                    K.draw_group_hyper(P, f + 1, gid, n_groups, state.mu_v[f], state.lam_v[f],
+                                       key, t, K.TAG_HYPER_V, 2 * n_groups * f, hyper.mu0,
+                                       hyper.gamma0, hyper.a_lam, hyper.b_lam, cnt, s1)
+            state.history["alpha"].append(state.alpha)
+            alpha = 1.0 if probit else state.alpha
+            w0 = float(dtype.type(K.draw_w0(key, t, state.w0, sum_w, sum_we, alpha, hyper.lam0)))
+            np.copyto(snap, P)
+            snap_w0 = state.w0
+            K.shift_residuals(e, w0 - state.w0)
+            state.w0 = w0
+            K.update_sweep(view.seg_par, view.seg_b, view.bounds, view.cols, view.cptr,
+                           view.ridx, view.cval, e, Q, sw_k, P, gid, state.mu_w, state.lam_w,
+                           state.mu_v, state.lam_v, alpha, True, key, t, K.TAG_W, K.TAG_V,
+                           unit_w, view.unit_x)
+            state.sweeps += 1
+            i = kept_pos.get(it)
+            last_kept = i is not None
+            if last_kept:
+                state.samples_P[i] = P
+                state.samples_w0[i] = state.w0
+                state.samples_alpha[i] = alpha
+                n_good = i + 1
+            have_sums = False
+            if history is not None and not probit:  # this sweep's sample; sums reused next sweep
+                K.residual_sums(e, sw_k, sums)
+                have_sums = True
+                history["train_loss"].append(float(0.5 * sums[:, 2].sum() / sum_w) if sum_w > 0
+                                             else float("nan"))
+            if callback is not None:
+                callback(t, state, e, target)
+        if history is not None and probit and max_iter > 0:  # the last sweep's sample
+            K.probit_loss(target, e, ysign, sw_k, loss_chunks)
+            history["train_loss"].append(float(loss_chunks.sum() / sum_w) if sum_w > 0
                                          else float("nan"))
-        if callback is not None:
-            callback(t, state, e, target)
-    if history is not None and probit and max_iter > 0:  # the last sweep's sample
-        K.probit_loss(target, e, ysign, sw_k, loss_chunks)
-        history["train_loss"].append(float(loss_chunks.sum() / sum_w) if sum_w > 0
-                                     else float("nan"))
-    if not np.isfinite(P).all():
-        raise FloatingPointError("mcmc: non-finite parameters in the last sample. Scale X's "
-                                 "values or use dtype=np.float64.")
+        if max_iter and not (np.isfinite(P).all() and np.isfinite(state.w0)):
+            if last_kept:
+                n_good -= 1
+            _diverged(state, snap, snap_w0, 1, state.sweeps - 1)
+    finally:  # interrupted or diverged: keep the finite samples written so far
+        if n_good < kept.shape[0]:
+            state.samples_P = state.samples_P[:n_good]
+            state.samples_w0 = state.samples_w0[:n_good]
+            state.samples_alpha = state.samples_alpha[:n_good]
     return view
+
+
+def _diverged(state, snap, snap_w0, it, sweep):
+    """Put back the last finite sample and raise DivergenceError."""
+    from .training import DivergenceError
+    if it > 0:
+        np.copyto(state.P, snap)
+        state.w0 = snap_w0
+    raise DivergenceError(
+        f"mcmc: sweep {sweep} produced non-finite predictions on the training data (values "
+        "of X too large for the model dtype?). The model keeps the last finite sample. "
+        "Scale X's values or use dtype=np.float64.")
 
 
 def predict_samples(kern, X, state, probit=False):
