@@ -16,7 +16,9 @@ from .output import format_metrics, metrics, predictions, write_predictions
 _FIT_PARAMS = (("factors", "n_factors"), ("epochs", "max_iter"), ("loss", "loss"),
                ("solver", "solver"), ("learning_rate", "learning_rate"),
                ("lr_decay", "lr_decay"), ("batch_size", "batch_size"),
-               ("l2_w", "l2_reg_w"), ("l2_v", "l2_reg_v"), ("init_std", "init_std"))
+               ("l2_w", "l2_reg_w"), ("l2_v", "l2_reg_v"), ("init_std", "init_std"),
+               ("burnin", "n_burnin"), ("kept_samples", "n_kept_samples"))
+_NO_EVAL_SET = ("mcmc", "als")  # solvers that record no validation curve
 
 
 def _verbosity(flag):
@@ -70,7 +72,8 @@ def cmd_fit(args):
         Xte, yte = read_like(args.test, args.format, info, X.shape[1])
     model = cls(**params)
     eval_set = None
-    if Xte is not None and not args.early_stopping and Xte.shape[0] > 0:
+    if (Xte is not None and not args.early_stopping and Xte.shape[0] > 0
+            and model.solver not in _NO_EVAL_SET):
         eval_set = (Xte, yte)
     # with --out - the predictions own stdout; the report goes to stderr
     report = sys.stderr if args.out == "-" else sys.stdout
@@ -83,7 +86,8 @@ def cmd_fit(args):
     fit_s = time.perf_counter() - t0
     say(f"fitted {cls.__name__} (k={model.n_factors}, loss={model.loss}, "
         f"solver={model.solver}) on {X.shape[0]} rows x {X.shape[1]} features: "
-        f"{model.n_iter_} epochs in {fit_s:.2f} s, final train loss "
+        f"{model.n_iter_} {'sweeps' if model.solver in _NO_EVAL_SET else 'epochs'} in "
+        f"{fit_s:.2f} s, final train loss "
         f"{model.history_['train_loss'][-1]:.4f}")
     if Xte is not None:
         m = metrics(model, Xte, yte)
