@@ -106,3 +106,43 @@ def test_als_without_l2_leaves_unseen_features_alone():
               l2_reg_w=np.array([0.0]), l2_reg_v=np.array([0.0]))
     np.testing.assert_array_equal(P[1], 0.3)
     assert np.isfinite(P).all()
+
+
+# --------------------------------------------------------------------------
+# FMRegressor(solver="als")
+# --------------------------------------------------------------------------
+from fmnumba import FMClassifier, FMRegressor, load  # noqa: E402
+
+
+def test_als_estimator_objective_monotone_and_warm_start_continues(tmp_path):
+    d = make_ratings(3000, 30, 20, n_context=(), n_factors=2, random_state=1)
+    Xtr, Xte, ytr, _ = d.split()
+    m = FMRegressor(n_factors=2, solver="als", max_iter=8, l2_reg_w=1.0, l2_reg_v=1.0,
+                    random_state=0, dtype=np.float64).fit(Xtr, ytr)
+    J = np.array(m.history_["train_loss"])
+    assert m.n_iter_ == 8 and np.all(np.diff(J) <= 1e-12 * J[0])
+    m.save(tmp_path / "m.npz")
+    b = load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(b.predict(Xte), m.predict(Xte))
+    m.set_params(warm_start=True, max_iter=4).fit(Xtr, ytr)
+    J2 = np.array(m.history_["train_loss"])
+    assert m.n_iter_ == 12 and np.all(np.diff(J2) <= 1e-12 * J2[0])
+    assert FMRegressor(n_factors=2, solver="als").fit(Xtr[:50], ytr[:50]).n_iter_ == 100
+
+
+def test_als_on_the_classifier_names_the_solvers_that_work():
+    X = sp.csr_matrix(np.eye(4))
+    with pytest.raises(ValueError, match="FMRegressor only; for FMClassifier choose "
+                                         "solver='mcmc' .probit., 'adam', 'adamw' or 'sgd'"):
+        FMClassifier(solver="als").fit(X, [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(l2_reg_v=-1.0), "l2_reg_v must be >= 0"),
+    (dict(early_stopping=True), "early_stopping=True is not supported with solver='als'"),
+    (dict(max_iter=0), "max_iter must be >= 1"),
+])
+def test_als_bad_arguments_get_clear_errors(params, match):
+    X = sp.csr_matrix(np.eye(4))
+    with pytest.raises(ValueError, match=match):
+        FMRegressor(solver="als", **params).fit(X, [0.0, 1.0, 0.0, 1.0])

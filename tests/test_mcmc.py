@@ -363,3 +363,159 @@ def test_history_records_each_samples_training_loss():
             ref = (-np.dot(sw, log_ndtr(y * yhat)) if probit
                    else 0.5 * np.dot(sw, (y - yhat) ** 2)) / sw.sum()
             np.testing.assert_allclose(loss, ref, rtol=1e-7)
+
+
+# --------------------------------------------------------------------------
+# the estimators with solver="mcmc"
+# --------------------------------------------------------------------------
+from fmnumba import FMClassifier, FMRegressor, load  # noqa: E402
+from fmnumba.training import DivergenceError  # noqa: E402
+
+
+def _clicks(n=3000, seed=0):
+    Xtr, Xte, ytr, _, _ = _ratings(n=n, users=30, items=20, seed=seed)
+    return Xtr, Xte, np.where(ytr > np.median(ytr), "yes", "no")
+
+
+def test_estimators_predict_by_averaging_the_kept_samples():
+    Xtr, Xte, ytr, _, _ = _ratings(n=3000, users=30, items=20)
+    m = FMRegressor(n_factors=3, solver="mcmc", max_iter=12, n_burnin=2, n_kept_samples=4,
+                    random_state=0, dtype=np.float64).fit(Xtr, ytr)
+    assert m.n_iter_ == 12 and len(m.history_["train_loss"]) == 12
+    ch = m._chain
+    assert ch.samples_P.shape == (4, Xtr.shape[1], 4)
+    np.testing.assert_array_equal(ch.samples_P[-1], m._state.P)  # coef_: the last sample
+    preds = np.array([naive.predict_identity(Xte.toarray(), w0, P)
+                      for w0, P in zip(ch.samples_w0, ch.samples_P)])
+    mean, std = m.predict(Xte, return_std=True)
+    np.testing.assert_allclose(m.predict(Xte), preds.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(std ** 2, preds.var(0) + np.mean(1 / ch.samples_alpha),
+                               rtol=1e-8)
+    Xc, Xce, yc = _clicks()
+    c = FMClassifier(n_factors=3, solver="mcmc", max_iter=12, n_burnin=2, n_kept_samples=4,
+                     random_state=0, dtype=np.float64).fit(Xc, yc)
+    from scipy.special import ndtr
+    ch = c._chain
+    proba = np.mean([ndtr(naive.predict_identity(Xce.toarray(), w0, P))
+                     for w0, P in zip(ch.samples_w0, ch.samples_P)], axis=0)
+    np.testing.assert_allclose(c.predict_proba(Xce)[:, 1], proba, rtol=1e-10)
+    np.testing.assert_array_equal(c.predict(Xce), np.where(proba > 0.5, "yes", "no"))
+    assert np.all((c.decision_function(Xce) > 0) == (proba > 0.5))
+    np.testing.assert_allclose(np.exp(c.predict_log_proba(Xce)), c.predict_proba(Xce))
+
+
+def test_return_std_needs_the_sampler():
+    Xtr, Xte, ytr, _, _ = _ratings(n=500, users=10, items=10)
+    m = FMRegressor(max_iter=1).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="return_std=True needs a model fitted with "
+                                         "solver='mcmc'"):
+        m.predict(Xte, return_std=True)
+
+
+def test_max_iter_none_means_200_sweeps_and_init_stores_it_unchanged():
+    m = FMRegressor(solver="mcmc")
+    assert m.get_params()["max_iter"] is None and m.n_burnin is None
+    Xtr, _, ytr, _, _ = _ratings(n=400, users=10, items=10)
+    m.set_params(n_factors=2, n_kept_samples=3).fit(Xtr, ytr)
+    assert m.n_iter_ == 200 and m.max_iter is None
+    assert FMRegressor(max_iter=None, n_factors=2).fit(Xtr, ytr).n_iter_ == 30
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_save_load_round_trip_is_bit_exact_and_the_chain_continues(tmp_path, dtype):
+    Xtr, Xte, ytr, _, _ = _ratings(n=2000, users=20, items=15)
+    kw = dict(n_factors=2, solver="mcmc", max_iter=M.REFRESH_EVERY, n_burnin=0,
+              random_state=1, dtype=dtype)
+    a = FMRegressor(**kw).fit(Xtr, ytr)
+    a.save(tmp_path / "m.npz")
+    b = load(tmp_path / "m.npz")
+    for x, y in zip(a.predict(Xte, return_std=True), b.predict(Xte, return_std=True)):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a._chain.samples_P, b._chain.samples_P)
+    # warm_start continues the chain, from memory or from the file alike
+    for m in (a, b):
+        m.set_params(warm_start=True).fit(Xtr, ytr)
+    np.testing.assert_array_equal(a._state.P, b._state.P)
+    one = FMRegressor(**dict(kw, max_iter=2 * M.REFRESH_EVERY)).fit(Xtr, ytr)
+    np.testing.assert_array_equal(a._state.P, one._state.P)  # one chain, split in two
+    assert a.n_iter_ == 2 * M.REFRESH_EVERY and a._chain.sweeps == 2 * M.REFRESH_EVERY
+    Xc, Xce, yc = _clicks(800)
+    c = FMClassifier(n_factors=2, solver="mcmc", max_iter=5, random_state=0,
+                     dtype=dtype).fit(Xc, yc)
+    c.save(tmp_path / "c.npz")
+    np.testing.assert_array_equal(c.predict_proba(Xce), load(tmp_path / "c.npz").predict_proba(Xce))
+
+
+def test_version_1_model_files_still_load(tmp_path):
+    import json
+    Xtr, Xte, ytr, _, _ = _ratings(n=500, users=10, items=10)
+    m = FMRegressor(n_factors=2, max_iter=2, random_state=0).fit(Xtr, ytr)
+    m.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    meta["format_version"] = 1
+    meta["params"] = {k: v for k, v in meta["params"].items()
+                      if k not in ("n_burnin", "n_kept_samples")}
+    meta["params"]["max_iter"] = 2
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "v1.npz", **arrays)
+    np.testing.assert_array_equal(load(tmp_path / "v1.npz").predict(Xte), m.predict(Xte))
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(max_iter=10, n_burnin=10), "n_burnin=10 must be smaller than max_iter=10"),
+    (dict(max_iter=10, n_burnin=4, n_kept_samples=7),
+     "n_kept_samples=7 is more than the 6 sweeps after burn-in"),
+    (dict(n_burnin=-1), "n_burnin must be >= 0"),
+    (dict(n_kept_samples=-3), "n_kept_samples must be >= 1"),
+    (dict(n_kept_samples=0), "n_kept_samples must be >= 1"),
+    (dict(n_burnin=2.5), "n_burnin must be an integer"),
+    (dict(max_iter=-5), "max_iter must be >= 1"),
+    (dict(early_stopping=True), "early_stopping=True is not supported with solver='mcmc'"),
+    (dict(device="cuda"), "solver='mcmc' runs on the CPU only"),
+])
+def test_bad_sampler_arguments_get_clear_errors(params, match):
+    Xtr, _, ytr, _, _ = _ratings(n=300, users=10, items=10)
+    ok = FMRegressor(n_factors=2, solver="mcmc", max_iter=3, random_state=0).fit(Xtr, ytr)
+    before = ok.predict(Xtr)
+    with pytest.raises(ValueError, match=match):
+        ok.set_params(**params).fit(Xtr, ytr)
+    np.testing.assert_array_equal(ok.predict(Xtr), before)  # a rejected call changes nothing
+
+
+def test_sampler_refuses_what_it_does_not_do():
+    Xtr, Xte, ytr, yte, _ = _ratings(n=300, users=10, items=10)
+    m = FMRegressor(n_factors=2, solver="mcmc", max_iter=3)
+    with pytest.raises(ValueError, match="eval_set is not supported with solver='mcmc'"):
+        m.fit(Xtr, ytr, eval_set=(Xte, yte))
+    with pytest.raises(ValueError, match="partial_fit is not available for solver='mcmc'"):
+        m.partial_fit(Xtr, ytr)
+    Xc, _, yc = _clicks(300)
+    with pytest.raises(ValueError, match="takes loss='logistic'"):
+        FMClassifier(solver="mcmc", loss="hinge", max_iter=3).fit(Xc, yc)
+
+
+def test_kept_samples_that_cannot_fit_raise_memory_error_before_allocating(monkeypatch):
+    Xtr, _, ytr, _, _ = _ratings(n=300, users=10, items=10)
+    monkeypatch.setattr(M, "_physical_memory", lambda: 10_000)
+    with pytest.raises(MemoryError, match="Lower n_kept_samples"):
+        FMRegressor(n_factors=2, solver="mcmc", max_iter=50, n_kept_samples=40).fit(Xtr, ytr)
+
+
+def test_divergence_keeps_the_last_finite_sample():
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.normal(0, 1, (50, 3)) * np.array([1.0, 1.0, 3e37]), dtype=np.float32)
+    m = FMRegressor(n_factors=2, solver="mcmc", max_iter=20)
+    with pytest.raises(DivergenceError, match="keeps the last finite sample"):
+        m.fit(X, rng.normal(size=50))
+    assert np.isfinite(m._state.P).all() and np.isfinite(m.intercept_)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+def test_estimator_is_bit_identical_at_n_jobs_1_and_2():
+    Xtr, Xte, ytr, _, _ = _ratings(n=20_000)
+    a, b = (FMRegressor(solver="mcmc", max_iter=6, n_jobs=j, random_state=3).fit(Xtr, ytr)
+            for j in (1, 2))
+    np.testing.assert_array_equal(a.predict(Xte, return_std=True)[1],
+                                  b.predict(Xte, return_std=True)[1])
