@@ -281,7 +281,7 @@ class FMRegressor(RegressorMixin, _BaseFM):
     ŷ(x) = w0 + Σ_i w_i x_i + Σ_{i<j} <v_i, v_j> x_i x_j, trained with lazy
     mini-batch Adam (default), Hogwild SGD, Gibbs sampling (solver="mcmc")
     or ALS (solver="als"). See fmnumba's README for the measured defaults.
-    """ + _BAYES_DOC
+    """
 
     _valid_losses = ("squared",)
 
@@ -309,6 +309,9 @@ class FMRegressor(RegressorMixin, _BaseFM):
         return mean, np.sqrt(var)
 
 
+FMRegressor.__doc__ += _BAYES_DOC
+
+
 class FMClassifier(ClassifierMixin, _BaseFM):
     """Factorization Machine binary classifier (logistic or hinge loss).
 
@@ -317,7 +320,7 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     With solver="mcmc" the model is the probit FM (latent targets drawn from
     truncated normals): predict_proba averages Φ(ŷ_s) over the kept samples,
     decision_function is Φ⁻¹ of that probability.
-    """ + _BAYES_DOC
+    """
 
     _valid_losses = ("logistic", "hinge")
 
@@ -441,3 +444,6 @@ class FMClassifier(ClassifierMixin, _BaseFM):
                 return np.log(self.predict_proba(X))
         d = self.decision_function(X)
         return -np.column_stack([np.logaddexp(0, d), np.logaddexp(0, -d)])
+
+
+FMClassifier.__doc__ += _BAYES_DOC

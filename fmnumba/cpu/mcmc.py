@@ -68,6 +68,5 @@ def draw_w0(key, sweep, w0, sum_w, sum_we, alpha, lam0):
 
 
 __all__ = ["TAG_ALPHA", "TAG_HYPER_W", "TAG_HYPER_V", "TAG_W0", "TAG_W", "TAG_Z", "TAG_V",
-           "draw_group_hyper", "draw_alpha", "draw_w0", "latent_rows", "probit_loss", "refresh_rows",
-           "residual_sums", "shift_residuals",
-           "update_sweep"]
+           "draw_group_hyper", "draw_alpha", "draw_w0", "latent_rows", "probit_loss",
+           "refresh_rows", "residual_sums", "shift_residuals", "update_sweep"]
