@@ -146,3 +146,15 @@ def test_als_bad_arguments_get_clear_errors(params, match):
     X = sp.csr_matrix(np.eye(4))
     with pytest.raises(ValueError, match=match):
         FMRegressor(solver="als", **params).fit(X, [0.0, 1.0, 0.0, 1.0])
+
+
+def test_als_integer_weights_equal_repeated_rows():
+    d = make_ratings(400, 15, 10, n_context=(), n_factors=2, random_state=2)
+    X, y = sp.csr_matrix(d.X), d.y
+    w = np.random.default_rng(0).integers(1, 4, X.shape[0])
+    rep = np.repeat(np.arange(X.shape[0]), w)
+    kw = dict(n_factors=2, solver="als", max_iter=5, l2_reg_w=0.5, l2_reg_v=0.5,
+              random_state=0, dtype=np.float64)
+    a = FMRegressor(**kw).fit(X, y, sample_weight=w)
+    b = FMRegressor(**kw).fit(X[rep], y[rep])
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-9, atol=1e-9)
