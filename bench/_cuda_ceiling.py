@@ -1,9 +1,10 @@
 """The CUDA random-gather ceiling kernel of bench/cuda_bench.py: per CSR row,
 gather and sum the k-wide rows of V (the irreducible part of predict), with
-the same lanes-per-row layout as fmnumba/cuda/predict.py."""
+the same lanes-per-row layout and lane reduction as fmnumba/gpu/predict.py."""
 from numba import cuda, float64
 
-from fmnumba.cuda._device import TPB
+from fmnumba.gpu._device import TPB
+from fmnumba.gpu._row import group_sum
 
 
 @cuda.jit
@@ -19,13 +20,6 @@ def gather_sum(indptr, indices, V, lanes, out):
             j = indices[p]
             for f in range(lane, k, lanes):
                 acc += V[j, f]
-    red[tid] = acc
-    cuda.syncthreads()
-    s = lanes // 2
-    while s > 0:
-        if lane < s:
-            red[tid] += red[tid + s]
-        cuda.syncthreads()
-        s //= 2
+    s = group_sum(red, tid, lane, lanes, acc)
     if r < out.shape[0] and lane == 0:
-        out[r] = red[tid]
+        out[r] = s

@@ -9,7 +9,7 @@ warm-up call (JIT compile excluded):
 * predict_device: ŷ for all rows with X and P already on the device
 * predict_csr: the same through the host-array API (includes the copy back)
 * adam_epoch: one epoch of lazy Adam (batch_size 256 and 4096), host API as
-  the solver calls it, inside fmnumba.cuda.session() (no parameter upload)
+  the training loop calls it, inside session() (no parameter upload)
 * sgd_epoch: one Hogwild epoch (n_chunks > 1)
 * gather_ceiling: a kernel that only gathers and sums the k-wide rows of V
   per CSR row (the irreducible part of predict), in nnz·k/s
@@ -63,14 +63,15 @@ def main(argv=None):
     cuda = _need_gpu()
 
     import fmnumba.cpu as CPU
-    import fmnumba.cuda as GPU
-    from fmnumba.cuda._device import TPB, blocks, data_to_device, lanes_for
-    from fmnumba.cuda.predict import predict_device
+    import fmnumba.gpu as GPU
+    from fmnumba.gpu._device import TPB, blocks, data_to_device, lanes_for
+    from fmnumba.gpu.predict import predict_device
     from fmnumba.datasets import large_field_sizes, make_fm_data
 
     t = time.perf_counter()
     d = make_fm_data(args.rows, large_field_sizes(), random_state=0)
     X, y = d.X, d.y.astype(np.float32)
+    Xt = (X.indptr, X.indices, X.data)
     gen_s = time.perf_counter() - t
     n, p = X.shape
     dev = cuda.get_current_device()
@@ -98,7 +99,7 @@ def main(argv=None):
         row["predict_nnzk_per_s"] = X.nnz * k / s
         out = np.empty(n, np.float32)
         row["predict_csr_s"] = _time(
-            lambda: GPU.predict_csr(X.indptr, X.indices, X.data, np.float32(3.5), P, out),
+            lambda: GPU.predict_csr(Xt, np.float32(3.5), P, out),
             args.repeat, sync)
         dV = cuda.to_device(np.ascontiguousarray(P[:, 1:]))
         dout = cuda.device_array(n, np.float32)
@@ -109,7 +110,7 @@ def main(argv=None):
         row["gather_ceiling_nnzk_per_s"] = X.nnz * k / s
         if args.cpu:
             row["cpu_predict_s"] = _time(
-                lambda: CPU.predict_csr(X.indptr, X.indices, X.data, np.float32(3.5), P, out),
+                lambda: CPU.predict_csr(Xt, np.float32(3.5), P, out),
                 args.repeat)
 
         for bs in (256, 4096):
@@ -119,11 +120,10 @@ def main(argv=None):
                 Pc, M, S = P.copy(), np.zeros_like(P), np.zeros_like(P)
                 b = np.array([3.5, 0.0, 0.0])
                 bl, bw = np.zeros(nbat), np.zeros(nbat)
-                cnt = np.zeros(p, np.int64)
 
                 def run():
-                    kern.adam_epoch(X.indptr, X.indices, X.data, y, sw, order, bs, 0, Pc, M,
-                                    S, b, 0, 1e-3, 0.9, 0.999, 1e-8, lw, lv, cnt, bl, bw)
+                    kern.adam_epoch(Xt, y, sw, order, bs, 0, (Pc, M, S), b, 0,
+                                    (1e-3, 0.9, 0.999, 1e-8, False), (lw, lv), (bl, bw))
                 return run
             with GPU.session():
                 row[f"adam_epoch_bs{bs}_s"] = _time(adam(GPU), 1, sync)
@@ -132,8 +132,7 @@ def main(argv=None):
 
         def sgd(kern, chunks):
             Pc, b, L = P.copy(), np.array([3.5, 0.0, 0.0]), np.empty(n)
-            return lambda: kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, chunks,
-                                          0, Pc, b, 1e-3, lw, lv, L)
+            return lambda: kern.sgd_epoch(Xt, y, sw, order, chunks, 0, Pc, b, 1e-3, (lw, lv), L)
         with GPU.session():
             row["sgd_epoch_hogwild_s"] = _time(sgd(GPU, 2), 1, sync)
         if args.cpu:
@@ -157,10 +156,10 @@ def main(argv=None):
             for name, kern in (("cpu", CPU), ("cuda", GPU)):
                 Pc, M, S = Ps.copy(), np.zeros_like(Ps), np.zeros_like(Ps)
                 b = np.array([3.5, 0.0, 0.0])
-                args_ = (Xs.indptr, Xs.indices, Xs.data, ys, np.ones(m, np.float32), o, 256, 0,
-                         Pc, M, S, b, 0, 1e-3, 0.9, 0.999, 1e-8, np.full(p, 1e-4, np.float32),
-                         np.full(p, 1e-4, np.float32), np.zeros(p, np.int64), np.zeros(nbat),
-                         np.zeros(nbat))
+                l2 = (np.full(p, 1e-4, np.float32), np.full(p, 1e-4, np.float32))
+                args_ = ((Xs.indptr, Xs.indices, Xs.data), ys, np.ones(m, np.float32), o, 256, 0,
+                         (Pc, M, S), b, 0, (1e-3, 0.9, 0.999, 1e-8, False), l2,
+                         (np.zeros(nbat), np.zeros(nbat)))
                 # no session: the per-epoch parameter upload is part of the cost
                 entry[f"{name}_adam_epoch_s"] = _time(lambda: kern.adam_epoch(*args_), 1,
                                                       sync if name == "cuda" else None)

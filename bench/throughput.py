@@ -123,22 +123,22 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
             bstate[...] = (float(w0), 0.0, 0.0)
 
         def predict():
-            cpu.predict_csr(indptr, indices, data, w0, P, out)
+            cpu.predict_csr((indptr, indices, data), w0, P, out)
 
         def adam():
-            cpu.adam_epoch(indptr, indices, data, y, sw, order, batch_size, code, P, M, S,
-                           bstate, 0, 1e-3, 0.9, 0.999, 1e-8, lam, lam, cnt, bl, bw)
+            cpu.adam_epoch((indptr, indices, data), y, sw, order, batch_size, code, (P, M, S),
+                           bstate, 0, (1e-3, 0.9, 0.999, 1e-8, False), (lam, lam), (bl, bw))
 
         def sgd(nt):
-            cpu.sgd_epoch(indptr, indices, data, y, sw, order, nt, code, P, bstate, 1e-3,
-                          lam, lam, L)
+            cpu.sgd_epoch((indptr, indices, data), y, sw, order, nt, code, P, bstate, 1e-3,
+                          (lam, lam), L)
 
         # warm JIT on a few rows
         small = order[:min(512, order.size)]
-        cpu.predict_csr(indptr[:2], indices, data, w0, P, out[:1])
-        cpu.adam_epoch(indptr, indices, data, y, sw, small, batch_size, code, P, M, S, bstate,
-                       0, 1e-3, 0.9, 0.999, 1e-8, lam, lam, cnt, bl, bw)
-        cpu.sgd_epoch(indptr, indices, data, y, sw, small, 1, code, P, bstate, 1e-3, lam, lam, L)
+        cpu.predict_csr((indptr[:2], indices, data), w0, P, out[:1])
+        cpu.adam_epoch((indptr, indices, data), y, sw, small, batch_size, code, (P, M, S), bstate,
+                       0, (1e-3, 0.9, 0.999, 1e-8, False), (lam, lam), (bl, bw))
+        cpu.sgd_epoch((indptr, indices, data), y, sw, small, 1, code, P, bstate, 1e-3, (lam, lam), L)
         T = np.ascontiguousarray(P0[:, 1:])  # the ceiling gathers the k-wide V rows
         for nt in thread_list:
             numba.set_num_threads(nt)
@@ -193,12 +193,12 @@ def _breakdown(cpu, indptr, indices, data, y, sw, order, code, P, M, S, w0, lam,
     for b in range(n_batches + 1):
         rows = order[b * nb:(b + 1) * nb] if b else order[:nb]
         t0 = time.perf_counter()
-        cpu.forward_batch(indptr, indices, data, y, sw, rows, code, w0, P, yhat, Q, G, Lb)
+        cpu.forward_batch((indptr, indices, data), y, sw, rows, code, w0, P, (yhat, Q, G, Lb))
         t1 = time.perf_counter()
-        u = cpu.transpose_batch(indptr, indices, data, rows, cnt, uniq, starts, er, ev)
+        u = cpu.transpose_batch((indptr, indices, data), rows, cnt, (uniq, starts, er, ev))
         t2 = time.perf_counter()
-        cpu.adam_update(uniq, u, starts, er, ev, G, sb, Q, 1.0 / nb, P, M, S, 1e-3, 0.9,
-                        0.999, 1e-8, 0.1, 0.001, lam, lam)
+        cpu.adam_update((uniq, starts, er, ev), u, (G, sb, Q), 1.0 / nb, (P, M, S),
+                        (1e-3, 0.9, 0.999, 1e-8, False), 1, (lam, lam))
         t3 = time.perf_counter()
         if b:  # batch 0 is a warm-up
             t += (t1 - t0, t2 - t1, t3 - t2)

@@ -2,8 +2,8 @@
 
 ``FASTMATH`` deliberately leaves out ``nnan`` and ``ninf``: the divergence
 guard and the validation of predictions rely on NaN and inf surviving.
-``reassoc`` lets LLVM vectorise the k-wide sums (predict is about 4-7x slower
-without it), so results may differ in the last bits between differently
+``reassoc`` lets LLVM vectorise the k-wide sums (without it every sum is a
+serial chain of dependent additions), so results may differ in the last bits between differently
 compiled twins of a kernel (serial and parallel). A given kernel still gives
 bit-identical results at any thread count: each output is computed by one
 thread in a fixed order.

@@ -378,14 +378,44 @@ def check_params(est, valid_losses):
         raise ValueError(f"on_divergence={est.on_divergence!r}; choose 'raise' or 'warn'.")
 
 
-def per_feature_l2(name, value, groups, n_features):
+def groups_from_prefixes(groups, feature_names, n_features):
+    """Resolve `groups` given as {feature-name prefix: group id} to one group
+    id per feature: each name takes the id of its longest matching prefix
+    ("" matches every name)."""
+    if feature_names is None:
+        raise ValueError("groups is a mapping of feature-name prefixes but X has no feature "
+                         "names; fit on a pandas DataFrame (e.g. a ColumnTransformer with "
+                         ".set_output(transform='pandas')), or pass one group id per feature.")
+    names = [str(f) for f in feature_names]
+    if len(names) != n_features:
+        raise ValueError(f"groups: {len(names)} feature names for {n_features} features.")
+    items = sorted(((str(p), g) for p, g in groups.items()), key=lambda t: -len(t[0]))
+    for p, g in items:
+        if isinstance(g, (bool, np.bool_)) or not isinstance(g, (numbers.Integral)) or g < 0:
+            raise ValueError(f"groups[{p!r}] is {g!r}; group ids must be integers >= 0.")
+    out = np.empty(n_features, dtype=np.int64)
+    for j, f in enumerate(names):
+        gid = next((g for p, g in items if f.startswith(p)), None)
+        if gid is None:
+            raise ValueError(f"groups: feature {f!r} matches none of the prefixes "
+                             f"{sorted(p for p, _ in items)}; add its prefix, or '' for a "
+                             "default group.")
+        out[j] = gid
+    return out
+
+
+def per_feature_l2(name, value, groups, n_features, feature_names=None):
     """An L2 strength in the kernels' form: one value per feature, shape
     (n_features,), or shape (1,) when every feature has the same strength
     (the kernels then skip a random read per entry).
 
     value is a number, or with `groups` (int array, one group id in
-    [0, n_groups) per feature) a sequence with one strength per group.
+    [0, n_groups) per feature, or a mapping of feature-name prefixes to
+    group ids resolved against `feature_names`) a sequence with one
+    strength per group.
     """
+    if isinstance(groups, dict):
+        groups = groups_from_prefixes(groups, feature_names, n_features)
     if groups is None:
         if np.ndim(value) != 0:
             raise ValueError(f"{name} is a sequence but groups=None; pass a single number, "

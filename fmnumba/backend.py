@@ -1,36 +1,16 @@
 """The one place that chooses between the CPU and the CUDA kernels.
 
-device="cpu" → fmnumba.cpu; "cuda" → fmnumba.cuda (raises
+device="cpu" → fmnumba.cpu; "cuda" → fmnumba.gpu (raises
 DeviceUnavailableError, saying what to install, when no GPU is usable);
-"auto" → fmnumba.cuda when a real GPU is usable (never the simulator) and the
+"auto" → fmnumba.gpu when a real GPU is usable (never the simulator) and the
 data have at least AUTO_CUDA_MIN_NNZ stored entries, else fmnumba.cpu.
 """
 import importlib
-import importlib.abc
-import importlib.machinery
 import os
-import sys
 
 
 class DeviceUnavailableError(RuntimeError):
     """device='cuda' was asked for but no usable GPU was found."""
-
-
-class _CudaSubpackageFinder(importlib.abc.MetaPathFinder):
-    """numba-cuda installs a meta-path finder (_numba_cuda_redirector) that
-    redirects every module whose name *contains* "numba.cuda", which
-    includes "fmnumba.cuda", and then recurses forever (RecursionError on
-    import). This finder, placed before it, resolves fmnumba.cuda and its
-    submodules with the ordinary path finder."""
-
-    def find_spec(self, name, path, target=None):
-        if name == "fmnumba.cuda" or name.startswith("fmnumba.cuda."):
-            return importlib.machinery.PathFinder.find_spec(name, path, target)
-        return None
-
-
-if not any(isinstance(f, _CudaSubpackageFinder) for f in sys.meta_path):
-    sys.meta_path.insert(0, _CudaSubpackageFinder())
 
 
 def _simulator():
@@ -68,9 +48,9 @@ def get_kernels(device="cpu", n_nnz=0):
         ok, why = cuda_status()
         if ok:
             try:
-                return importlib.import_module("fmnumba.cuda")
+                return importlib.import_module("fmnumba.gpu")
             except ImportError as exc:
-                why = f"fmnumba.cuda failed to import ({exc})"
+                why = f"fmnumba.gpu failed to import ({exc})"
         raise DeviceUnavailableError(
             f"device='cuda' is not usable here: {why}. It needs an NVIDIA GPU with a "
             "working driver and numba-cuda with the CUDA libraries: pip install "
@@ -80,7 +60,7 @@ def get_kernels(device="cpu", n_nnz=0):
     if device == "auto":
         if n_nnz >= AUTO_CUDA_MIN_NNZ and cuda_available(real_gpu=True):
             try:
-                return importlib.import_module("fmnumba.cuda")
+                return importlib.import_module("fmnumba.gpu")
             except ImportError:
                 pass
         return importlib.import_module("fmnumba.cpu")

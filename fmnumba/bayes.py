@@ -14,7 +14,7 @@ import numbers
 import time
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from . import als as ALS
 from . import mcmc as MC
@@ -80,9 +80,6 @@ def check_solver_use(est, solver, eval_set, partial, is_classifier):
     if partial:
         raise ValueError(f"partial_fit is not available for solver={solver!r}; use fit "
                          "with warm_start=True to continue from the fitted model.")
-    if eval_set is not None:
-        raise ValueError(f"eval_set is not supported with solver={solver!r}; score the "
-                         "fitted model on the validation data instead.")
     if est.early_stopping:
         raise ValueError(f"early_stopping=True is not supported with solver={solver!r} "
                          "(the sampler runs max_iter sweeps); set early_stopping=False.")
@@ -105,11 +102,24 @@ def _groups(groups, n_features):
     return inv.astype(np.int32), int(uniq.shape[0])
 
 
+def _val_loss(probit, pred, yv, swv):
+    """Weighted mean loss of a validation prediction: ½ (y − ŷ)², or the log
+    loss −log P(y) of the probit probability pred = P(y = +1)."""
+    if probit:
+        p = np.where(yv > 0, pred, 1.0 - pred)
+        loss = -np.log(np.maximum(p, 1e-300))
+    else:
+        loss = 0.5 * (yv - pred) ** 2
+    return float(np.dot(swv, loss) / swv.sum())
+
+
 def fit_mcmc(X, y, sw, *, chain, probit, n_factors, dtype, max_iter, n_burnin, n_kept,
-             init_std, seed, w0, groups, history, verbose=0):
+             init_std, seed, w0, groups, history, verbose=0, val=None):
     """Run max_iter Gibbs sweeps (continuing `chain` unless it is None) and
     keep n_kept samples; appends per-sweep train_loss and time_s to history.
-    Returns the ChainState."""
+    val = (Xv, yv, swv): history["val_loss"] gets, per sweep, the loss of
+    the running average of the predictions since burn-in (before it: of the
+    current sample), as libFM reports its test error. Returns the ChainState."""
     gid, n_groups = _groups(groups, X.shape[1])
     if chain is None:
         chain = MC.ChainState.init(X.shape[1], n_factors, n_groups, dtype, init_std, w0,
@@ -123,7 +133,27 @@ def fit_mcmc(X, y, sw, *, chain, probit, n_factors, dtype, max_iter, n_burnin, n
         from tqdm.auto import tqdm
         bar = tqdm(total=max_iter, desc="fmnumba mcmc", unit="sweep")
 
+    from .backend import get_kernels
+    kern = get_kernels("cpu")
+    acc = {"sum": None, "n": 0, "it": 0}
+    if val is not None:
+        out = np.empty(val[0].shape[0], dtype=dtype)
+        yv = np.asarray(val[1], dtype=np.float64)
+        swv = np.asarray(val[2], dtype=np.float64)
+
     def record(t, st, e, target):
+        if val is not None:
+            kern.predict_csr((val[0].indptr, val[0].indices, val[0].data),
+                             st.P.dtype.type(st.w0), st.P, out)
+            pred = out.astype(np.float64)
+            if probit:
+                pred = ndtr(pred)
+            if acc["it"] >= n_burnin:
+                acc["sum"] = pred if acc["sum"] is None else acc["sum"] + pred
+                acc["n"] += 1
+                pred = acc["sum"] / acc["n"]
+            history["val_loss"].append(_val_loss(probit, pred, yv, swv))
+        acc["it"] += 1
         history["time_s"].append(time.perf_counter() - t_start)
         if bar is not None:
             bar.update(1)
@@ -144,18 +174,43 @@ def probit_w0(y, sw):
     return float(ndtri(min(max(p, 1e-6), 1 - 1e-6)))
 
 
-def fit_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups, history):
+def fit_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups, history, val=None):
     """max_iter ALS sweeps on P in place; returns the new w0. history gets
-    the training objective J / Σ s per sweep as train_loss."""
+    the training objective J / Σ s per sweep as train_loss and, with
+    val = (Xv, yv, swv), the validation loss ½ (y − ŷ)² as val_loss."""
     t_start = time.perf_counter() - (history["time_s"][-1] if history["time_s"] else 0.0)
     h = {"objective": [], "train_rmse": []}
     gid, _ = _groups(groups, X.shape[1])
     view = build_column_view(X, P.dtype, gid)
     total = float(np.sum(sw))
-    for _ in range(max_iter):  # one call per sweep: history and time per sweep
-        w0 = ALS.run_als(X, y, sw, P, w0, max_iter=1, l2_reg_w=l2_reg_w, l2_reg_v=l2_reg_v,
-                         view=view, history=h)
+    snap = np.empty_like(P)
+    for it in range(max_iter):  # one call per sweep: history and time per sweep
+        np.copyto(snap, P)
+        w_prev = w0
+        try:
+            w0 = ALS.run_als(X, y, sw, P, w0, max_iter=1, l2_reg_w=l2_reg_w,
+                             l2_reg_v=l2_reg_v, view=view, history=h)
+            if not (np.isfinite(P).all() and np.isfinite(w0)):
+                raise FloatingPointError
+        except FloatingPointError:
+            from .training import DivergenceError
+            np.copyto(P, snap)
+            err = DivergenceError(
+                f"als: sweep {len(history['train_loss']) + 1} produced non-finite "
+                "parameters or residuals (values of X too large for the model dtype?). The "
+                "model keeps the parameters of the previous sweep. Scale X's values, use "
+                "dtype=np.float64 or stronger l2_reg_w/l2_reg_v.")
+            err.w0 = w_prev  # the intercept that goes with the kept parameters
+            raise err from None
         history["train_loss"].append(float(h["objective"][-1]) / total)
+        if val is not None:
+            out = np.empty(val[0].shape[0], dtype=P.dtype)
+            from .backend import get_kernels
+            get_kernels("cpu").predict_csr((val[0].indptr, val[0].indices, val[0].data),
+                                           P.dtype.type(w0), P, out)
+            history["val_loss"].append(_val_loss(False, out.astype(np.float64),
+                                                 np.asarray(val[1], np.float64),
+                                                 np.asarray(val[2], np.float64)))
         history["time_s"].append(time.perf_counter() - t_start)
     return w0
 
@@ -171,7 +226,7 @@ def predict_mcmc(kern, X, chain, probit):
 # --------------------------------------------------------------------------
 # the estimators' calls
 # --------------------------------------------------------------------------
-def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier):
+def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier, val=None):
     """Run solver est.solver on canonical CSR X (y encoded, sw weights) and
     set est._state (P = the last sample, or the ALS solution), est._chain
     (mcmc), history_ and n_iter_. resume: continue from the fitted model."""
@@ -189,9 +244,14 @@ def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier):
             if est.solver == "als":
                 l2w = _l2(est, "l2_reg_w", n_features)
                 l2v = _l2(est, "l2_reg_v", n_features)
-                est._state.bias_state[0] = fit_als(
-                    X, y, sw, est._state.P, float(est._state.bias_state[0]), max_iter=max_iter,
-                    l2_reg_w=l2w, l2_reg_v=l2v, groups=est.groups, history=hist)
+                try:
+                    est._state.bias_state[0] = fit_als(
+                        X, y, sw, est._state.P, float(est._state.bias_state[0]),
+                        max_iter=max_iter, l2_reg_w=l2w, l2_reg_v=l2v, groups=est.groups,
+                        history=hist, val=val)
+                except FloatingPointError as e:
+                    est._state.bias_state[0] = getattr(e, "w0", est._state.bias_state[0])
+                    raise
                 est._chain = None
                 return
             burn, kept = sample_schedule(est.n_burnin, est.n_kept_samples, max_iter,
@@ -207,11 +267,14 @@ def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier):
             est._chain = fit_mcmc(X, y, sw, chain=chain, probit=is_classifier, n_factors=k,
                                   dtype=dtype, max_iter=max_iter, n_burnin=burn, n_kept=kept,
                                   init_std=0.0, seed=chain.seed, w0=chain.w0,
-                                  groups=est.groups, history=hist, verbose=int(est.verbose))
+                                  groups=est.groups, history=hist, verbose=int(est.verbose),
+                                  val=val)
             est._state.bias_state[0] = est._chain.w0
     finally:
         est.n_iter_ = len(hist["train_loss"])
         hist["time_s"] = hist["time_s"][:est.n_iter_]
+        if val is not None:
+            hist["val_loss"] = hist["val_loss"][:est.n_iter_]
 
 
 def _l2(est, name, n_features):

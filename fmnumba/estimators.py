@@ -92,7 +92,8 @@ class _BaseFM(BaseEstimator):
     def _config(self, n_features, dtype):
         """The TrainConfig of this fit, L2 strengths in the model's dtype."""
         def l2(name, value):
-            return validation.per_feature_l2(name, value, self.groups, n_features).astype(dtype)
+            return validation.per_feature_l2(name, value, self.groups, n_features,
+                                             getattr(self, "feature_names_in_", None)).astype(dtype)
 
         return TrainConfig(
             loss_code=LOSS_CODES[self.loss], solver=self.solver,
@@ -149,7 +150,7 @@ class _BaseFM(BaseEstimator):
             raise
         if self.solver in bayes.BAYES_SOLVERS:
             bayes.fit_estimator(self, Xc, y_enc, sw, dtype, rng, resume, max_iter,
-                                isinstance(self, ClassifierMixin))
+                                isinstance(self, ClassifierMixin), val)
             return self
         self.__dict__.pop("_chain", None)
         if not resume:
@@ -257,8 +258,10 @@ _BAYES_DOC = """
     solver="als" (FMRegressor; libFM's and fastFM's ALS): exact coordinate
     minimisation of ½ Σ s (y − ŷ)² + ½ λ_w ‖w‖² + ½ λ_v ‖V‖², L2 strengths
     per sum of losses; max_iter counts sweeps (None: 100); learning_rate,
-    lr_decay and batch_size are ignored. Neither takes eval_set,
-    early_stopping or partial_fit, and both run on the CPU.
+    lr_decay and batch_size are ignored. With eval_set, history_
+    ["val_loss"] records each sweep's validation loss (mcmc: of the running
+    average of the predictions since burn-in). Neither takes early_stopping
+    or partial_fit, and both run on the CPU.
     """
 
 

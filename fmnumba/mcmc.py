@@ -263,7 +263,7 @@ def predict_samples(kern, X, state, probit=False):
     out = np.empty(n, dtype=state.P.dtype)
     for s in range(S.shape[0]):
         if n:
-            kern.predict_csr(X.indptr, X.indices, X.data, S.dtype.type(state.samples_w0[s]),
+            kern.predict_csr((X.indptr, X.indices, X.data), S.dtype.type(state.samples_w0[s]),
                              S[s], out)
         o = out.astype(np.float64)
         if probit:

@@ -3,7 +3,9 @@
 * libsvm / svmlight / libFM text: :func:`load_libsvm`
 * libffm (``label field:feature:value ...``): :func:`load_libffm`
 * rating triples (MovieLens ``u.data``, CSV): :func:`load_ratings`,
-  :class:`RatingEncoder`, :func:`load_movielens`
+  :class:`RatingEncoder` (with side features, see :mod:`fmnumba.attributes`),
+  :func:`load_movielens`
+* libFM ``-meta`` group files: :func:`load_meta`
 * format auto-detection and dispatch: :func:`detect_format`,
   :func:`resolve_format`, :func:`read_data`
 
@@ -24,6 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
+from ._formats import FORMAT_ALIASES
+
 __all__ = [
     "FORMAT_ALIASES",
     "Dataset",
@@ -31,6 +35,7 @@ __all__ = [
     "detect_format",
     "load_libffm",
     "load_libsvm",
+    "load_meta",
     "load_movielens",
     "load_ratings",
     "read_data",
@@ -490,14 +495,27 @@ def _as_list(values):
 
 
 class RatingEncoder(BaseEstimator):
-    """One-hot encode (user, item) pairs for a factorization machine.
+    """One-hot encode (user, item) pairs, with optional side features, for a
+    factorization machine.
 
-    Output columns: ``n_users_`` user columns, then ``n_items_`` item columns.
-    Ids may be ints or strings. Unknown ids at transform time give that row
-    no entry in the corresponding block (never an error).
+    Output columns: ``n_users_`` user columns, ``n_items_`` item columns,
+    then the columns of the user attributes and of the item attributes (see
+    :mod:`fmnumba.attributes`: numeric values scaled to [-1, 1], categorical
+    one-hot, multi-valued lists weighted 1/len per row). Ids may be ints or
+    strings; ids with all-integer values sort numerically, others as text.
+    Unknown ids at transform time give that row no entry in the
+    corresponding one-hot block (never an error); their attributes are still
+    used when the attribute table has a row for them.
 
     ``fit``/``transform`` take ``(users, items)`` or a single ``(n, 2)``
     array, so the encoder also works inside a scikit-learn pipeline.
+
+    Parameters
+    ----------
+    dtype : numpy dtype of the output.
+    user_features, item_features : AttributeTable, file path or pandas
+        DataFrame indexed by id, optional. Attribute tables; ids are matched
+        as text.
 
     Attributes
     ----------
@@ -505,11 +523,17 @@ class RatingEncoder(BaseEstimator):
         within the item block; add ``n_users_`` for the matrix column).
     users_, items_ : ndarrays of the ids in column order.
     n_users_, n_items_, n_output_features_ : int
-    fields_ : int32 ndarray, 0 for user columns, 1 for item columns (for FFM).
+    fields_ : int32 ndarray, one feature group per column: 0 for user
+        columns, 1 for item columns, then one group per user attribute and
+        one per item attribute (for per-group L2 and FFM fields).
+    group_names_ : list of str, the name of each group (``user``, ``item``,
+        ``user.age``, ``item.genre``, ...).
     """
 
-    def __init__(self, dtype=np.float32):
+    def __init__(self, dtype=np.float32, user_features=None, item_features=None):
         self.dtype = dtype
+        self.user_features = user_features
+        self.item_features = item_features
 
     @staticmethod
     def _pair(users, items):
@@ -524,57 +548,159 @@ class RatingEncoder(BaseEstimator):
         return u, i
 
     def fit(self, users, items=None, y=None):
-        """Learn the user and item vocabularies (ids sorted where they compare)."""
+        """Learn the user and item vocabularies (ids sorted where they
+        compare) and encode the attribute tables."""
         u, i = self._pair(users, items)
         return self._set_vocabulary(_ordered_unique(u), _ordered_unique(i))
 
     @classmethod
-    def from_vocabulary(cls, users, items, dtype=np.float32):
+    def from_vocabulary(cls, users, items, dtype=np.float32, user_features=None,
+                        item_features=None):
         """A fitted encoder whose columns are `users` then `items`, in the
         order given (e.g. the ``users_`` and ``items_`` of an encoder fitted
-        earlier). Ids must be unique within each list."""
+        earlier), then the attribute columns. Ids must be unique within each
+        list."""
         ulist, ilist = _as_list(users), _as_list(items)
         for name, ids in (("users", ulist), ("items", ilist)):
             if len(set(ids)) != len(ids):
                 raise ValueError(f"{name} holds repeated ids; pass each id once")
-        return cls(dtype=dtype)._set_vocabulary(ulist, ilist)
+        return cls(dtype=dtype, user_features=user_features,
+                   item_features=item_features)._set_vocabulary(ulist, ilist)
 
     def _set_vocabulary(self, ulist, ilist):
+        from .attributes import EncodedAttributes, as_table
         self.user_index_ = {k: n for n, k in enumerate(ulist)}
         self.item_index_ = {k: n for n, k in enumerate(ilist)}
         self.users_ = _id_array(ulist)
         self.items_ = _id_array(ilist)
         self.n_users_ = len(ulist)
         self.n_items_ = len(ilist)
-        self.n_output_features_ = self.n_users_ + self.n_items_
-        self.fields_ = np.repeat(np.array([0, 1], dtype=np.int32),
-                                 [self.n_users_, self.n_items_])
+        self.user_attributes_ = self.item_attributes_ = None
+        if self.user_features is not None:
+            self.user_attributes_ = EncodedAttributes(
+                as_table(self.user_features, "user_features"), "user")
+        if self.item_features is not None:
+            self.item_attributes_ = EncodedAttributes(
+                as_table(self.item_features, "item_features"), "item")
+        fields = [np.repeat(np.array([0, 1], dtype=np.int32), [self.n_users_, self.n_items_])]
+        names = ["user", "item"]
+        for enc in (self.user_attributes_, self.item_attributes_):
+            if enc is not None:
+                fields.append(enc.groups + len(names))
+                names += [f"{enc.prefix}.{a}" for a in enc.table.names]
+        self.fields_ = np.concatenate(fields).astype(np.int32)
+        self.group_names_ = names
+        self.n_output_features_ = int(self.fields_.size)
         return self
 
-    def transform(self, users, items=None):
-        """Return the one-hot CSR matrix of shape (n, n_users_ + n_items_)."""
+    def _blocks(self):
+        """[(offset, EncodedAttributes, side)] of the attribute blocks."""
+        out, off = [], self.n_users_ + self.n_items_
+        for enc, side in ((self.user_attributes_, 0), (self.item_attributes_, 1)):
+            if enc is not None:
+                out.append((off, enc, side))
+                off += enc.n_columns
+        return out
+
+    def _check_fitted(self):
         if not hasattr(self, "user_index_"):
             from sklearn.exceptions import NotFittedError
             raise NotFittedError("RatingEncoder is not fitted yet; call fit first")
+
+    def transform_side(self, ids, side):
+        """The columns of one side only: for side="user" the user one-hot
+        and user attribute entries of each id, for "item" the item ones.
+        CSR of shape (len(ids), n_output_features_); a (user, item) row of
+        :meth:`transform` is the sum of the two sides' rows."""
+        self._check_fitted()
+        if side not in ("user", "item"):
+            raise ValueError(f"side must be 'user' or 'item', got {side!r}")
+        ids = _as_list(ids)
+        n = len(ids)
+        index = self.user_index_ if side == "user" else self.item_index_
+        off = 0 if side == "user" else self.n_users_
+        col = np.fromiter((_safe_get(index.get, k) for k in ids), dtype=np.int64, count=n)
+        known = col >= 0
+        indptr = np.concatenate([[0], np.cumsum(known)])
+        X = _build_csr(indptr, col[known] + off, np.ones(int(known.sum()), self.dtype), n,
+                       self.n_output_features_, self.dtype)
+        for boff, enc, bside in self._blocks():
+            if bside == (0 if side == "user" else 1):
+                ip, c, v = enc.lookup([str(k) for k in ids])
+                X = _canonical(X + _build_csr(ip, c + boff, v, n, self.n_output_features_,
+                                              self.dtype), self.dtype)
+        return X
+
+    def transform(self, users, items=None):
+        """Return the CSR matrix of shape (n, n_output_features_)."""
+        self._check_fitted()
         u, i = self._pair(users, items)
-        n = len(u)
-        uget, iget = self.user_index_.get, self.item_index_.get
-        ucol = np.fromiter((_safe_get(uget, k) for k in u), dtype=np.int64, count=n)
-        icol = np.fromiter((_safe_get(iget, k) for k in i), dtype=np.int64, count=n)
-        mask = np.stack([ucol >= 0, icol >= 0], axis=1)
-        cols = np.stack([ucol, icol + self.n_users_], axis=1)[mask]
-        indptr = np.concatenate([[0], np.cumsum(mask.sum(axis=1))])
-        data = np.ones(cols.size, dtype=self.dtype)
-        return _build_csr(indptr, cols, data, n, self.n_output_features_, self.dtype)
+        X = self.transform_side(u, "user") + self.transform_side(i, "item")
+        return _canonical(X, self.dtype)
 
     def fit_transform(self, users, items=None, y=None):
         """Fit, then transform the same pairs."""
         return self.fit(users, items).transform(users, items)
 
     def get_feature_names_out(self, input_features=None):
-        """Column names ``user=<id>`` then ``item=<id>``."""
+        """Column names ``user=<id>``, ``item=<id>``, then the attributes'
+        (``user.age``, ``item.genre=Comedy``, ...)."""
         names = [f"user={k}" for k in self.user_index_] + [f"item={k}" for k in self.item_index_]
+        for _, enc, _ in self._blocks():
+            names += enc.names
         return np.array(names, dtype=object)
+
+    def to_json(self):
+        """The fitted encoder as a JSON-able dict, ids as text (see
+        :meth:`from_json`)."""
+        if not hasattr(self, "user_index_"):
+            raise ValueError("RatingEncoder is not fitted yet; call fit first")
+        doc = {"users": [str(k) for k in self.user_index_],
+               "items": [str(k) for k in self.item_index_]}
+        for key, enc in (("user_features", self.user_attributes_),
+                         ("item_features", self.item_attributes_)):
+            if enc is not None:
+                doc[key] = enc.table.to_json()
+        return doc
+
+    @classmethod
+    def from_json(cls, doc, dtype=np.float32):
+        """The fitted encoder :meth:`to_json` described (ids as text);
+        ValueError when malformed."""
+        from .attributes import AttributeTable
+        if not isinstance(doc, dict):
+            raise ValueError("malformed encoder description (expected a JSON object)")
+        users, items = doc.get("users"), doc.get("items")
+        if not (isinstance(users, list) and isinstance(items, list)
+                and all(isinstance(k, str) for k in users + items)):
+            raise ValueError("malformed encoder description (users/items must be lists "
+                             "of strings)")
+        tables = {key: AttributeTable.from_json(doc[key]) for key in
+                  ("user_features", "item_features") if doc.get(key) is not None}
+        return cls.from_vocabulary(users, items, dtype=dtype, **tables)
+
+
+def load_meta(path, n_features=None):
+    """Read a libFM ``-meta`` group file: line j holds the group id (an
+    integer >= 0) of feature j. Returns an int64 array; with `n_features`,
+    its first n_features entries (a file covering fewer features is an
+    error)."""
+    path = _fspath(path)
+    groups = []
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            tok = line.strip()
+            if not tok:
+                continue
+            try:
+                groups.append(_index(tok.split()[0], "group id"))
+            except ValueError as exc:
+                raise ValueError(f"{path}, line {lineno}: {exc}") from None
+    if n_features is not None and len(groups) < n_features:
+        raise ValueError(f"{path}: {len(groups)} group ids for {n_features} features; give "
+                         "one line (a group id) per feature")
+    return np.asarray(groups[:n_features] if n_features is not None else groups,
+                      dtype=np.int64)
 
 
 def _safe_get(get, key):
@@ -584,17 +710,24 @@ def _safe_get(get, key):
         return -1
 
 
-def load_movielens(path, encoder=None, dtype=np.float32, **kwargs):
+def load_movielens(path, encoder=None, dtype=np.float32, user_features=None,
+                   item_features=None, **kwargs):
     """Load a MovieLens ``u.data``-style ratings file as ``(X, y, encoder)``.
 
-    ``X`` is the one-hot user/item CSR matrix, ``y`` the float64 ratings.
-    Pass the ``encoder`` returned for the training file to encode a test file
-    onto the same columns (unknown ids get no entry). Extra keyword arguments
-    go to :func:`load_ratings`.
+    ``X`` is the one-hot user/item CSR matrix (plus side-feature columns
+    when `user_features` / `item_features` are given, e.g. the paths of
+    ``u.user`` and ``u.item``), ``y`` the float64 ratings. Pass the
+    ``encoder`` returned for the training file to encode a test file onto
+    the same columns (unknown ids get no entry). Extra keyword arguments go
+    to :func:`load_ratings`.
     """
     users, items, ratings = load_ratings(path, **kwargs)
     if encoder is None:
-        encoder = RatingEncoder(dtype=dtype).fit(users, items)
+        encoder = RatingEncoder(dtype=dtype, user_features=user_features,
+                                item_features=item_features).fit(users, items)
+    elif user_features is not None or item_features is not None:
+        raise ValueError("user_features/item_features are for fitting; the given encoder "
+                         "already holds its attribute tables")
     X = encoder.transform(users, items)
     if X.dtype != dtype:
         X = X.astype(dtype)
@@ -612,14 +745,6 @@ class Dataset(NamedTuple):
     y: np.ndarray
     fields: Optional[np.ndarray] = None
     encoder: Optional[RatingEncoder] = None
-
-
-#: every name ``read_data`` accepts for a format, mapped to its canonical name
-FORMAT_ALIASES = {
-    "libsvm": "libsvm", "svmlight": "libsvm", "libfm": "libsvm",
-    "libffm": "libffm", "ffm": "libffm",
-    "ratings": "ratings", "movielens": "ratings", "csv": "ratings",
-}
 
 
 def detect_format(path, max_lines=20) -> str:

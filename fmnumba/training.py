@@ -5,7 +5,7 @@ history. Kernels come from backend.py; nothing here is per-row.
 import threading
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -107,8 +107,8 @@ def predict_raw(kern, X, state):
     out = np.empty(X.shape[0], dtype=state.P.dtype)
     if X.shape[0]:
         with _serial_if_unsafe():
-            kern.predict_csr(X.indptr, X.indices, X.data, state.P.dtype.type(state.bias_state[0]),
-                             state.P, out)
+            kern.predict_csr((X.indptr, X.indices, X.data),
+                             state.P.dtype.type(state.bias_state[0]), state.P, out)
     return out
 
 
@@ -154,7 +154,7 @@ def epoch_learning_rate(cfg, epoch):
     return cfg.learning_rate / (1.0 + cfg.lr_decay * epoch)
 
 
-def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
+def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr):
     """One epoch at step size lr; returns (Σ s·ℓ, Σ s) over the rows visited
     before any non-finite loss, and whether everything stayed finite."""
     if cfg.solver in ADAM_SOLVERS:
@@ -164,16 +164,16 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, scratch, lr):
         bw = np.zeros(n_batches)
         with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
             t, done = kern.adam_epoch(
-                X.indptr, X.indices, X.data, y, sw, order, cfg.batch_size, cfg.loss_code,
-                state.P, state.M, state.S, state.bias_state, state.t, lr,
-                cfg.beta1, cfg.beta2, cfg.eps, cfg.l2_reg_w, cfg.l2_reg_v, scratch, bl, bw,
-                cfg.solver == "adamw")
+                (X.indptr, X.indices, X.data), y, sw, order, cfg.batch_size, cfg.loss_code,
+                (state.P, state.M, state.S), state.bias_state, state.t,
+                (lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.solver == "adamw"),
+                (cfg.l2_reg_w, cfg.l2_reg_v), (bl, bw))
         state.t = int(t)
         ok = done == n_batches
         return bl[:done].sum(), bw[:done].sum(), ok
     L = np.empty(order.shape[0])
-    kern.sgd_epoch(X.indptr, X.indices, X.data, y, sw, order, n_threads, cfg.loss_code,
-                   state.P, state.bias_state, lr, cfg.l2_reg_w, cfg.l2_reg_v, L)
+    kern.sgd_epoch((X.indptr, X.indices, X.data), y, sw, order, n_threads, cfg.loss_code,
+                   state.P, state.bias_state, lr, (cfg.l2_reg_w, cfg.l2_reg_v), L)
     fin = np.isfinite(L)
     return L[fin].sum(), sw[order][fin].sum(), bool(fin.all())
 
@@ -204,7 +204,6 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     when not running it to the end, so the thread count is restored.
     """
     n = X.shape[0]
-    scratch = np.zeros(X.shape[1], dtype=np.int64)
     best = (np.inf, None, 0)
     no_improve = 0
     epochs = 0
@@ -216,8 +215,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     try:
         snap = None
         # a device backend keeps its parameter copy resident for the whole fit
-        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, \
-                getattr(kern, "session", nullcontext)():
+        with _serial_if_unsafe(), numba_threads(n_jobs) as n_threads, kern.session():
             for _ in range(max_iter):
                 if snap is None:
                     snap = (state.P.copy(), state.bias_state.copy())
@@ -228,7 +226,7 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
                     lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
-                                                n_threads, scratch, lr)
+                                                n_threads, lr)
                 except KeyboardInterrupt:
                     _restore(state, snap)
                     raise

@@ -6,8 +6,9 @@ killing pytest.
 
 Each case builds adversarial input (hand-built CSR/CSC/COO with malformed
 structure and odd dtypes, dense arrays, NaN/inf/huge/tiny values, bad labels,
-weights and hyperparameters, mutated model files) and calls fit, predict,
-predict_proba, score, partial_fit or load. The contract checked:
+weights and hyperparameters, mutated model files, bad recommend arguments)
+and calls fit, predict, predict_proba, score, partial_fit, load or
+recommend. The contract checked:
 
 * the only exceptions are ValueError, TypeError (NotFittedError is a
   ValueError), MemoryError for impossible model sizes and DivergenceError;
@@ -345,6 +346,73 @@ def run_load_case(draw, folder):
     return "load-ok"
 
 
+_REC = {}
+
+
+def rec_fixture():
+    """A small fitted (model, encoder, rated pairs) for recommend cases."""
+    if not _REC:
+        from fmnumba.attributes import table_from_columns
+        from fmnumba.readers import RatingEncoder
+        rng = np.random.default_rng(1)
+        users = rng.integers(0, 8, 60).tolist()
+        items = [f"i{j}" for j in rng.integers(0, 6, 60)]
+        t = table_from_columns([f"i{j}" for j in range(6)], {"g": ["a|b", "b"] * 3})
+        enc = RatingEncoder(item_features=t).fit(users, items)
+        model = FMRegressor(n_factors=2, max_iter=1).fit(enc.transform(users, items),
+                                                         rng.normal(size=60))
+        _REC.update(model=model, enc=enc, pairs=(users, items))
+    return _REC["model"], _REC["enc"], _REC["pairs"]
+
+
+ODD_IDS = [0, 1, 7, 8, -1, "0", "i1", None, 1.0, np.nan, True, (1,), [1], b"1", np.int64(3)]
+
+
+def run_recommend_case(draw):
+    model, enc, pairs = rec_fixture()
+    # each argument is valid more often than not, so accepted calls get checked too
+    users = draw(st.one_of(st.lists(st.integers(0, 7), min_size=1, max_size=5),
+                           st.lists(st.integers(0, 7), min_size=1, max_size=5),
+                           st.lists(st.sampled_from(ODD_IDS), max_size=5),
+                           st.sampled_from([None, 3, "x", np.zeros((2, 2)), []])))
+    n = draw(st.one_of(st.integers(1, 3), st.integers(-2, 8),
+                       st.sampled_from([0, 6, 7, 10**12, 2.0, 2.5, True, None, "3",
+                                        np.int32(2)])))
+    exclude = draw(st.sampled_from([None, None, "pairs", "dict", "matrix", "bad-matrix",
+                                    "short", "str", {0: "i1"}, {0: [None, "zz"]}]))
+    if exclude == "pairs":
+        exclude = pairs
+    elif exclude == "dict":
+        exclude = {u: [i] for u, i in zip(*pairs)}
+    elif exclude in ("matrix", "bad-matrix"):
+        shape = (enc.n_users_, enc.n_items_) if exclude == "matrix" else (2, 3)
+        exclude = sp.random(*shape, density=0.5, format="csr", random_state=0)
+    elif exclude == "short":
+        exclude = ([0, 1], ["i1"])
+    items = draw(st.sampled_from([None, None, None, ["i0", "i1", "i2"], ["i0", "zz"],
+                                  ["i0", "i0"], [], "i1", [None]]))
+    context = draw(st.sampled_from([None, None, None, "zeros", "nan", "short", "on-encoder"]))
+    if context is not None:
+        c = np.zeros(model.n_features_in_ if context != "short" else 2)
+        if context == "nan":
+            c[-1] = np.nan
+        elif context == "on-encoder":
+            c[0] = 1.0
+        context = c
+    STATE["last"] = dict(kind="recommend", users=repr(users)[:200], n=repr(n),
+                         exclude=repr(exclude)[:200], items=repr(items),
+                         context=repr(context)[:100])
+    try:
+        rec = fmnumba.recommend(model, enc, users, n=n, exclude=exclude, items=items,
+                                context=context)
+    except ALLOWED:
+        return "recommend-rejected"
+    assert rec.scores.shape == rec.items.shape == (len(rec.users), int(n))
+    assert np.all(np.isfinite(rec.scores))
+    assert np.all(np.diff(rec.scores, axis=1) <= 1e-9)
+    return "recommend-ok"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=2000)
@@ -362,6 +430,8 @@ def main():
             FMRegressor(max_iter=1, dtype=dt, solver=solver).fit(Xw, np.ones(20)).predict(Xw)
         FMClassifier(max_iter=1, dtype=dt, solver="mcmc").fit(Xw, np.arange(20) % 2).predict(Xw)
     model_bytes()
+    m, enc, _ = rec_fixture()
+    fmnumba.recommend(m, enc, [0], n=1)
 
     t0 = time.perf_counter()
     last_fh = open(args.last, "w") if args.last else None
@@ -374,8 +444,11 @@ def main():
         STATE["cases"] += 1
         draw = data.draw
         try:
-            if draw(st.integers(0, 9)) == 0:
+            pick = draw(st.integers(0, 19))
+            if pick < 2:
                 kind = run_load_case(draw, folder)
+            elif pick == 2:
+                kind = run_recommend_case(draw)
             else:
                 kind = run_model_case(draw)
             STATE["kinds"][kind] = STATE["kinds"].get(kind, 0) + 1

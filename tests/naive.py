@@ -388,6 +388,27 @@ def transpose_batch(indptr, indices, data, rows):
 
 
 # --------------------------------------------------------------------------
+# recommend
+# --------------------------------------------------------------------------
+def recommend_top_n(XU, XI, w0, P, skip, n):
+    """Top-n items per user by brute force: every pair's row XU[u] + XI[i]
+    (dense) scored by predict_pairwise; skip (n_users, n_items) bool marks
+    pairs left out. Returns (all scores (n_users, n_items), chosen
+    (n_users, n) item positions best first, ties lower position first)."""
+    XU, XI = np.asarray(XU, dtype=np.float64), np.asarray(XI, dtype=np.float64)
+    n_users, n_items = XU.shape[0], XI.shape[0]
+    S = np.empty((n_users, n_items))
+    for u in range(n_users):
+        S[u] = predict_pairwise(XU[u][None, :] + XI, w0, P)
+    chosen = np.empty((n_users, n), dtype=np.int64)
+    for u in range(n_users):
+        cand = [i for i in range(n_items) if not skip[u, i]]
+        cand.sort(key=lambda i: (-S[u, i], i))
+        chosen[u] = cand[:n]
+    return S, chosen
+
+
+# --------------------------------------------------------------------------
 # Gibbs sampling (MCMC) and ALS: coordinate updates, dense
 # --------------------------------------------------------------------------
 # Any single parameter θ enters ŷ linearly: ŷ = g + θ h, with g = ŷ at θ = 0

@@ -112,6 +112,19 @@ def canonical(raw, dtype=None):
     return _canonical_csr(raw.to_scipy(), dtype, "X")
 
 
+def lam_arrays(rng, n_features, dtype, zero=False):
+    """Per-feature L2 strengths (lam_w, lam_v) drawn from rng; a third of the
+    draws use the kernels' shared form, one value as a (1,) array."""
+    if zero:
+        z = np.zeros(n_features, dtype=dtype)
+        return z, z.copy()
+    if rng.random() < 1 / 3:
+        return (np.array([rng.uniform(0, 0.1)], dtype=dtype),
+                np.array([rng.uniform(0, 0.1)], dtype=dtype))
+    return (rng.uniform(0, 0.1, n_features).astype(dtype),
+            rng.uniform(0, 0.1, n_features).astype(dtype))
+
+
 @st.composite
 def param_table(draw, n_features, k, dtype, scale=None):
     """P = [w | V] of shape (n_features, 1 + k) and the given dtype.

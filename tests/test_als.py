@@ -93,7 +93,7 @@ def test_als_recovers_planted_model(dtype):
     w0 = A.run_als(Xtr, ytr, np.ones(Xtr.shape[0]), P, float(ytr.mean()), max_iter=40,
                    l2_reg_w=np.array([5.0]), l2_reg_v=np.array([5.0]))
     out = np.empty(Xte.shape[0], dtype=dtype)
-    get_kernels("cpu").predict_csr(Xte.indptr, Xte.indices, Xte.data, dtype(w0), P, out)
+    get_kernels("cpu").predict_csr((Xte.indptr, Xte.indices, Xte.data), dtype(w0), P, out)
     rmse = float(np.sqrt(np.mean((out - yte) ** 2)))
     assert rmse < 1.05 * d.noise, rmse
 

@@ -1,5 +1,6 @@
-"""The `fmnumba` command line: fit / predict / evaluate / demo, exit codes,
-encoder sidecars, per-group L2 options, progress and plots.
+"""The `fmnumba` command line: fit / predict / evaluate / recommend / demo,
+libFM command lines, exit codes, encoder sidecars, side features, per-group
+L2 options, JSON output, progress and plots.
 
 Most tests call fmnumba.cli.main in-process (fast); a few run the real
 `python -m fmnumba` / `fmnumba` entry points in a subprocess.
@@ -68,7 +69,7 @@ def files(tmp_path_factory):
 
 # --- help and entry points --------------------------------------------------
 
-@pytest.mark.parametrize("cmd", ["fit", "predict", "evaluate", "demo"])
+@pytest.mark.parametrize("cmd", ["fit", "predict", "evaluate", "recommend", "demo"])
 def test_help_for_each_command(capsys, cmd):
     assert main([cmd, "--help"]) == 0
     out = capsys.readouterr().out
@@ -154,7 +155,11 @@ def test_classification_labels_and_proba(capsys, files, tmp_path):
     code, out, err = run(capsys, "fit", files / "clf.train", "--task", "c", "--test",
                          files / "clf.test", "--epochs", 3, "-m", model, "-q", "--json")
     assert code == 0, err
-    m = json.loads(out.splitlines()[1])
+    doc = json.loads(out)  # stdout is exactly one JSON document
+    assert "fitted FMClassifier" in err and f"model written to {model}" in err
+    assert doc["estimator"] == "FMClassifier" and doc["epochs"] == 3
+    assert doc["model"] == str(model) and doc["n_rows"] > 0
+    m = doc["test"]
     assert set(m) == {"auc", "logloss", "accuracy", "n_rows"}
     assert 0.5 < m["auc"] <= 1
     code, out, _ = run(capsys, "predict", model, files / "clf.test")
@@ -211,9 +216,9 @@ def test_ratings_encoder_is_kept(capsys, files, tmp_path):
     assert code == 0, err
     got = np.array(out.split(), dtype=float)
     users, items, _ = load_ratings(files / "ratings.train")
-    enc = RatingEncoder().fit(users.astype(str), items.astype(str))
+    enc = RatingEncoder().fit(users, items)  # the same id order as the CLI's
     est = load(model)
-    X = enc.transform(users.astype(str)[:3][::-1], items.astype(str)[:3][::-1])
+    X = enc.transform(users[:3][::-1], items[:3][::-1])
     np.testing.assert_allclose(got, est.predict(X), rtol=1e-6)
     # unknown ids: still a prediction per row, and a note on stderr
     small.write_text("99999\tm0\t3\t0\nnobody\tnothing\t4\t0\n")
@@ -389,3 +394,298 @@ def test_model_too_large_for_memory_exits_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2
     assert "GiB" in err and "n_factors" in err and "Traceback" not in err
+
+
+# --- start-up -------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["fit", "--help"],
+                                  ["recommend", "--help"]])
+def test_version_and_help_import_no_numerics(argv):
+    """--version and --help import neither NumPy nor Numba (nor the kernels)."""
+    code = ("import sys\nfrom fmnumba.cli import main\n"
+            f"rc = main({argv!r})\n"
+            "heavy = [m for m in ('numpy', 'numba', 'scipy', 'sklearn', 'fmnumba.estimators')"
+            " if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)\nsys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stderr
+
+
+def test_help_defaults_read_from_source_match_the_estimators():
+    from fmnumba import FMClassifier
+    from fmnumba.cli.parser import estimator_defaults_from_source
+    reg, clf = estimator_defaults_from_source()
+    for src, est in ((reg, FMRegressor()), (clf, FMClassifier())):
+        params = est.get_params()
+        assert set(src) == set(params)
+        for k, v in src.items():
+            if not isinstance(v, str) or isinstance(params[k], str):
+                assert v == params[k], k
+
+
+# --- libFM command lines --------------------------------------------------------
+
+def _lines(path):
+    return [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+
+
+def test_libfm_regression_command_line_verbatim(capsys, files, tmp_path):
+    """A libFM manual-style command line runs as written and writes one
+    prediction per test line; it is the same fit as fmnumba's options."""
+    pred = tmp_path / "pred.txt"
+    code, out, err = run(capsys, "fit", "-task", "r", "-train", files / "reg.train",
+                         "-test", files / "reg.test", "-dim", "1,1,8", "-iter", 4,
+                         "-method", "sgd", "-learn_rate", 0.01, "-regular", "0,0.01,0.02",
+                         "-init_stdev", 0.1, "-out", pred, "-seed", 3, "-verbosity", 0,
+                         "--n-jobs", 1)
+    assert code == 0, err
+    got = np.array(_lines(pred), dtype=float)
+    assert got.size == len(_lines(files / "reg.test"))
+    ref = tmp_path / "ref.txt"
+    code, _, err = run(capsys, "fit", files / "reg.train", "--task", "regression", "--test",
+                       files / "reg.test", "--factors", 8, "--epochs", 4, "--solver", "sgd",
+                       "--learning-rate", 0.01, "--l2-w", 0.01, "--l2-v", 0.02,
+                       "--init-std", 0.1, "--out", ref, "--seed", 3, "-q", "--n-jobs", 1)
+    assert code == 0, err
+    np.testing.assert_array_equal(got, np.array(_lines(ref), dtype=float))
+
+
+def test_libfm_classification_writes_probabilities(capsys, files, tmp_path):
+    """-task c -out writes P(y = 1) per test line, as libFM does; the line
+    may omit 'fit' (a bare libFM command line)."""
+    pred = tmp_path / "p.txt"
+    model = tmp_path / "m.npz"
+    code, out, err = run(capsys, "-task", "c", "-train", files / "clf.train", "-test",
+                         files / "clf.test", "-dim", "1,1,4", "-iter", 3,
+                         "-out", pred, "-save_model", model, "-verbosity", 0)
+    assert code == 0, err
+    p = np.array(_lines(pred), dtype=float)
+    assert p.size == len(_lines(files / "clf.test"))
+    assert np.all((p > 0) & (p < 1))
+    assert "default -method mcmc" in err or "mcmc" in load(model).solver
+    est = load(model)
+    from fmnumba.readers import load_libsvm
+    X, _ = load_libsvm(files / "clf.test", zero_based=False, n_features=est.n_features_in_)
+    np.testing.assert_allclose(p, est.predict_proba(X)[:, 1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["-relation", "rel.x"], "-relation has no counterpart"),
+    (["-load_model", "m"], "-load_model has no counterpart"),
+    (["-rlog", "log.txt"], "-rlog has no counterpart"),
+    (["-cache_size", "100"], "-cache_size has no counterpart"),
+    (["-method", "sgda"], "-method sgda (SGD with adaptive regularisation) has no counterpart"),
+    (["-dim", "0,1,8"], "always fits the bias and the linear terms"),
+    (["-dim", "1,1"], "expected 'k0,k1,k'"),
+    (["-regular", "0,1"], "expected 1 or 3 values"),
+    (["-frobnicate", "1"], "unknown libFM flag -frobnicate"),
+    (["-iter"], "-iter needs a value"),
+    (["-task", "x"], "-task 'x'"),
+])
+def test_libfm_flags_without_counterpart_exit_2(capsys, files, extra, needle):
+    base = ["fit", "-train", str(files / "reg.train")]
+    if "-task" not in extra:
+        base += ["-task", "r"]
+    code, _, err = run(capsys, *base, *extra)
+    assert_user_error(code, err)
+    assert needle in err
+
+
+def test_libfm_bayesian_methods_map_or_say_not_available(capsys, files, tmp_path):
+    from fmnumba.cli import _fit_choices, build_parser
+    solvers = _fit_choices(build_parser(), "solver")
+    for method in ("mcmc", "als"):
+        code, _, err = run(capsys, "fit", "-task", "r", "-train", files / "reg.train",
+                           "-iter", 2, "-method", method, "-save_model", tmp_path / "m.npz",
+                           "-verbosity", 0)
+        if method in solvers:
+            assert code == 0, err
+            assert load(tmp_path / "m.npz").solver == method
+        else:
+            assert_user_error(code, err)
+            assert f"-method {method}: the {method.upper()} solver is not available" in err
+
+
+def test_fmnumba_short_options_are_not_libfm():
+    from fmnumba.cli.libfm import is_libfm
+    assert not is_libfm(["fit", "a9a", "-t", "c", "-k", "8", "-o", "p.txt"])
+    assert not is_libfm(["predict", "m.npz", "-train"])
+    assert is_libfm(["fit", "-task", "c", "-train", "a9a"])
+    assert is_libfm(["-train", "a9a", "-task", "c"])
+
+
+def test_libfm_meta_and_validation(capsys, files, tmp_path):
+    """-meta gives per-feature groups (per-group L2 lists check against
+    them); -validation's loss is recorded per epoch."""
+    n_feat = max(int(t.split(":")[0]) for ln in _lines(files / "reg.train")
+                 for t in ln.split()[1:])
+    meta = tmp_path / "groups.txt"
+    meta.write_text("".join(f"{0 if j < 60 else 1}\n" for j in range(n_feat)))
+    model = tmp_path / "m.npz"
+    code, _, err = run(capsys, "fit", "-task", "r", "-train", files / "reg.train", "-meta",
+                       meta, "-validation", files / "reg.test", "-iter", 2,
+                       "-save_model", model, "--l2-v", "0.01,0.05", "-verbosity", 0)
+    assert code == 0, err
+    est = load(model)
+    assert np.asarray(est.groups).tolist() == [0 if j < 60 else 1 for j in range(n_feat)]
+    assert len(est.history_["val_loss"]) == 2
+    code, _, err = run(capsys, "fit", "-task", "r", "-train", files / "reg.train", "-meta",
+                       meta, "--l2-v", "0.01,0.05,0.1", "-verbosity", 0)
+    assert_user_error(code, err)
+    assert "--l2-v has 3 values" in err and "2 groups in --meta" in err
+    meta.write_text("0\n1\n")
+    code, _, err = run(capsys, "fit", "-task", "r", "-train", files / "reg.train", "-meta",
+                       meta, "-verbosity", 0)
+    assert_user_error(code, err)
+    assert f"2 group ids for {n_feat} features" in err
+
+
+# --- JSON, id order, side features -------------------------------------------------
+
+def test_fit_json_is_one_document_on_stdout(capsys, files, tmp_path):
+    code, out, err = run(capsys, "fit", files / "reg.train", "--task", "r", "--test",
+                         files / "reg.test", "--epochs", 1, "--json", "-m", tmp_path / "m.npz",
+                         "--out", tmp_path / "p.txt", "-q")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["epochs"] == 1 and set(doc["test"]) == {"rmse", "mae", "n_rows"}
+    assert doc["predictions"] == str(tmp_path / "p.txt")
+    assert "1 epoch in" in err and "model written" in err and "predictions written" in err
+    code, _, err = run(capsys, "fit", files / "reg.train", "--task", "r", "--test",
+                       files / "reg.test", "--json", "--out", "-")
+    assert_user_error(code, err)
+    assert "--json and --out - both write to stdout" in err
+
+
+def test_cli_and_python_give_the_same_ratings_model(capsys, files, tmp_path):
+    """Numeric user ids (1..60) are ordered numerically by the CLI as by
+    load_movielens, so the same file, seed and settings give the same model."""
+    from fmnumba.readers import load_movielens
+    model = tmp_path / "m.npz"
+    assert run(capsys, "fit", files / "ratings.train", "--task", "r", "--epochs", 2,
+               "--seed", 4, "--n-jobs", 1, "-m", model, "-q")[0] == 0
+    X, y, enc = load_movielens(files / "ratings.train")
+    api = FMRegressor(max_iter=2, random_state=4, n_jobs=1).fit(X, y)
+    cli = load(model)
+    np.testing.assert_array_equal(api.factors_, cli.factors_)
+    np.testing.assert_array_equal(api.coef_, cli.coef_)
+    side = json.loads(Path(str(model) + ".encoder.json").read_text())
+    assert side["users"] == [str(u) for u in enc.users_]
+    assert side["users"][:3] == ["1", "2", "3"]
+
+
+@pytest.fixture(scope="module")
+def side_files(files):
+    """User and item attribute files for the ratings fixture (MovieLens
+    u.user / u.item layouts and a generic CSV)."""
+    d = files
+    (d / "u.user").write_text("".join(f"{u}|{18 + u % 40}|{'MF'[u % 2]}|job{u % 4}|0{u:04d}\n"
+                                      for u in range(1, 61)))
+    flags = lambda j: "|".join("1" if (j + g) % 7 == 0 or g == j % 19 else "0"
+                               for g in range(19))
+    (d / "items.csv").write_text("item_id,price,tags\n" + "".join(
+        f"m{j},{j % 5 + 1},{'a|b' if j % 2 else 'c'}\n" for j in range(40)))
+    (d / "u.item").write_text("".join(f"{j}|Film {j} (1995)|01-Jan-1995||http://x|{flags(j)}\n"
+                                      for j in range(40)))
+    return d
+
+
+def test_side_features_fit_predict_and_groups(capsys, side_files, tmp_path):
+    from fmnumba.readers import load_movielens
+    d = side_files
+    model = tmp_path / "m.npz"
+    code, _, err = run(capsys, "fit", d / "ratings.train", "--task", "r", "--epochs", 2,
+                       "--user-features", d / "u.user", "--item-features", d / "items.csv",
+                       "--group-by-field", "--l2-v", "0.01,0.02,0.03,0.04,0.05,0.06,0.07",
+                       "--seed", 2, "--n-jobs", 1, "-m", model, "-q")
+    assert code == 0, err
+    X, y, enc = load_movielens(d / "ratings.train", user_features=d / "u.user",
+                               item_features=d / "items.csv")
+    assert enc.group_names_ == ["user", "item", "user.age", "user.gender", "user.occupation",
+                                "item.price", "item.tags"]
+    api = FMRegressor(max_iter=2, random_state=2, n_jobs=1, groups=enc.fields_,
+                      l2_reg_v=[0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07]).fit(X, y)
+    cli = load(model)
+    np.testing.assert_array_equal(api.factors_, cli.factors_)
+    # predict maps new rows through the recorded attribute tables
+    code, out, err = run(capsys, "predict", model, d / "ratings.test")
+    assert code == 0, err
+    Xt, _, _ = load_movielens(d / "ratings.test", encoder=enc)
+    np.testing.assert_allclose(np.array(out.split(), dtype=float), api.predict(Xt), rtol=1e-6)
+    code, _, err = run(capsys, "fit", d / "ratings.train", "--task", "r",
+                       "--group-by-field", "--l2-v", "0.01,0.02,0.03")
+    assert_user_error(code, err)
+    assert "groups (user, item)" in err
+    code, _, err = run(capsys, "fit", d / "reg.train", "--task", "r", "--item-features",
+                       d / "items.csv")
+    assert_user_error(code, err)
+    assert "--item-features is for ratings files" in err
+
+
+def test_movielens_item_genres_from_the_cli(capsys, side_files, tmp_path):
+    d = side_files
+    model = tmp_path / "m.npz"
+    code, _, err = run(capsys, "fit", d / "ratings.train", "--task", "r", "--epochs", 1,
+                       "--item-features", d / "u.item", "-m", model, "-q")
+    assert code == 0, err
+    side = json.loads(Path(str(model) + ".encoder.json").read_text())
+    assert side["groups"] == ["user", "item", "item.genre"]
+    assert side["item_features"]["names"] == ["genre"]
+
+
+# --- recommend ------------------------------------------------------------------
+
+def test_recommend_command_matches_the_api(capsys, side_files, tmp_path):
+    from fmnumba import recommend
+    from fmnumba.readers import RatingEncoder, load_ratings
+    d = side_files
+    model = tmp_path / "m.npz"
+    assert run(capsys, "fit", d / "ratings.train", "--task", "r", "--epochs", 2,
+               "--item-features", d / "u.item", "-m", model, "-q")[0] == 0
+    users = tmp_path / "users.txt"
+    users.write_text("7\n3\n")
+    code, out, err = run(capsys, "recommend", model, "--users", users, "-n", 4,
+                         "--exclude", d / "ratings.train")
+    assert code == 0, err
+    rows = [ln.split("\t") for ln in out.splitlines()]
+    assert [r[0] for r in rows] == ["7"] * 4 + ["3"] * 4
+    assert [r[1] for r in rows] == ["1", "2", "3", "4"] * 2
+    side = json.loads(Path(str(model) + ".encoder.json").read_text())
+    enc = RatingEncoder.from_json(side)
+    eu, ei, _ = load_ratings(d / "ratings.train", id_type=str)
+    rec = recommend(load(model), enc, ["7", "3"], n=4, exclude=(eu, ei))
+    assert [r[2] for r in rows] == rec.items.ravel().tolist()
+    np.testing.assert_allclose([float(r[3]) for r in rows], rec.scores.ravel(), rtol=1e-6)
+    rated = {(u, i) for u, i in zip(eu, ei)}
+    assert not any((r[0], r[2]) in rated for r in rows)
+    code, out, err = run(capsys, "recommend", model, "-n", 2, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc) == 60 and all(len(v) == 2 for v in doc.values())
+
+
+def test_recommend_command_errors(capsys, files, tmp_path):
+    lib = tmp_path / "lib.npz"
+    assert run(capsys, "fit", files / "reg.train", "--task", "r", "--epochs", 1, "-m", lib,
+               "-q")[0] == 0
+    code, _, err = run(capsys, "recommend", lib)
+    assert_user_error(code, err)
+    assert "needs a model trained on a ratings file" in err
+    rat = tmp_path / "r.npz"
+    assert run(capsys, "fit", files / "ratings.train", "--task", "r", "--epochs", 1, "-m",
+               rat, "-q")[0] == 0
+    users = tmp_path / "u.txt"
+    users.write_text("nobody\n")
+    code, _, err = run(capsys, "recommend", rat, "--users", users)
+    assert_user_error(code, err)
+    assert "unknown ids ['nobody']" in err
+    code, _, err = run(capsys, "recommend", rat, "-n", 41)
+    assert_user_error(code, err)
+    assert "n=41 exceeds the number of candidate items (40)" in err
+    code, _, err = run(capsys, "recommend", rat, "-n", 0)
+    assert_user_error(code, err)
+    code, _, err = run(capsys, "recommend", rat, "--users", tmp_path / "missing.txt")
+    assert_user_error(code, err)
+    assert "no such file" in err

@@ -487,13 +487,26 @@ def test_bad_sampler_arguments_get_clear_errors(params, match):
 def test_sampler_refuses_what_it_does_not_do():
     Xtr, Xte, ytr, yte, _ = _ratings(n=300, users=10, items=10)
     m = FMRegressor(n_factors=2, solver="mcmc", max_iter=3)
-    with pytest.raises(ValueError, match="eval_set is not supported with solver='mcmc'"):
-        m.fit(Xtr, ytr, eval_set=(Xte, yte))
     with pytest.raises(ValueError, match="partial_fit is not available for solver='mcmc'"):
         m.partial_fit(Xtr, ytr)
     Xc, _, yc = _clicks(300)
     with pytest.raises(ValueError, match="takes loss='logistic'"):
         FMClassifier(solver="mcmc", loss="hinge", max_iter=3).fit(Xc, yc)
+
+
+def test_eval_set_records_the_running_posterior_mean_loss():
+    Xtr, Xte, ytr, yte, _ = _ratings(n=2000, users=20, items=15)
+    m = FMRegressor(n_factors=2, solver="mcmc", max_iter=8, n_burnin=3, n_kept_samples=5,
+                    random_state=0, dtype=np.float64).fit(Xtr, ytr, eval_set=(Xte, yte))
+    assert len(m.history_["val_loss"]) == 8
+    np.testing.assert_allclose(m.history_["val_loss"][-1],
+                               0.5 * np.mean((yte - m.predict(Xte)) ** 2), rtol=1e-9)
+    Xc, _, yc = _clicks(800)
+    c = FMClassifier(n_factors=2, solver="mcmc", max_iter=6, n_burnin=1, n_kept_samples=5,
+                     random_state=0, dtype=np.float64).fit(Xc, yc, eval_set=(Xc, yc))
+    from sklearn.metrics import log_loss
+    np.testing.assert_allclose(c.history_["val_loss"][-1],
+                               log_loss(yc, c.predict_proba(Xc), labels=c.classes_), rtol=1e-9)
 
 
 def test_kept_samples_that_cannot_fit_raise_memory_error_before_allocating(monkeypatch):

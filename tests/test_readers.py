@@ -342,7 +342,8 @@ def test_rating_encoder_errors():
 def test_rating_encoder_clone():
     from sklearn.base import clone
     enc = clone(RatingEncoder(dtype=np.float64))
-    assert enc.get_params() == {"dtype": np.float64}
+    assert enc.get_params() == {"dtype": np.float64, "user_features": None,
+                                "item_features": None}
 
 
 def test_load_movielens_train_test(tmp_path):
@@ -477,3 +478,172 @@ def test_libsvm_feature_index_beyond_int32(tmp_path):
     assert X.indices.dtype == np.int64
     assert X[0, 3000000000] == 2.5 and X[1, 1] == 1
     np.testing.assert_array_equal(y, [1, 0])
+
+
+# ---------------------------------------------------------------------------
+# id order, side features, libFM meta files, groups by feature-name prefix
+# ---------------------------------------------------------------------------
+
+def test_integer_ids_sort_numerically_everywhere(tmp_path):
+    path = _write(tmp_path, "r.tsv", "10\t100\t1\n9\t2\t2\n100\t10\t3\n")
+    X, y, enc = load_movielens(path)
+    assert enc.users_.tolist() == [9, 10, 100] and enc.items_.tolist() == [2, 10, 100]
+    assert RatingEncoder().fit(["10", "9"], ["a", "b"]).users_.tolist() == ["10", "9"]
+
+
+def test_load_features_guesses_kinds_and_encodes(tmp_path):
+    from fmnumba.attributes import load_features
+    path = _write(tmp_path, "users.csv",
+                  "user_id,age,job,tags\n1,20,cook,a|b\n2,40,,b\n3,,cook,a|b|c\n")
+    t = load_features(path)
+    assert t.ids == ["1", "2", "3"] and t.names == ["age", "job", "tags"]
+    assert t.kinds == ["numeric", "categorical", "multi"]
+    enc = RatingEncoder(user_features=t).fit([1, 2, 3, 9], ["i", "i", "j", "j"])
+    names = enc.get_feature_names_out().tolist()
+    assert names[6:] == ["user.age", "user.job=cook", "user.tags=a", "user.tags=b",
+                         "user.tags=c"]
+    assert enc.group_names_ == ["user", "item", "user.age", "user.job", "user.tags"]
+    assert enc.fields_.tolist() == [0, 0, 0, 0, 1, 1, 2, 3, 4, 4, 4]
+    D = enc.transform([1, 2, 3, 9], ["i", "j", "i", "i"]).toarray()
+    # numeric scaled by the column's largest |value|; lists weighted 1/len
+    np.testing.assert_allclose(D[0, 6:], [0.5, 1, 0.5, 0.5, 0])
+    np.testing.assert_allclose(D[1, 6:], [1.0, 0, 0, 1, 0])
+    np.testing.assert_allclose(D[2, 6:], [0, 1, 1 / 3, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(D[3, 6:], 0)  # user 9 has no attribute row
+    assert D.shape == (4, enc.n_output_features_) and D[3, :4].sum() == 1
+
+
+def test_attributes_apply_to_users_outside_the_vocabulary(tmp_path):
+    from fmnumba.attributes import table_from_columns
+    t = table_from_columns(["1", "2"], {"g": ["x", "y"]})
+    enc = RatingEncoder(user_features=t).fit([1], ["i"])
+    D = enc.transform([2], ["i"]).toarray()
+    assert D[0, 0] == 0 and D[0, 1] == 1 and D[0, 3] == 1  # no one-hot, but g=y
+
+
+def test_load_features_options_and_errors(tmp_path):
+    from fmnumba.attributes import load_features
+    path = _write(tmp_path, "f.tsv", "a\t1\t90210\nb\t2\tT8H1N\n")
+    t = load_features(path, names=["n", "zip"], kinds={"zip": "categorical"})
+    assert t.names == ["n", "zip"] and t.kinds == ["numeric", "categorical"]
+    assert load_features(path, columns=[2]).names == ["col2"]
+    with pytest.raises(ValueError, match="'T8H1N' is not a number"):
+        load_features(path, kinds={"col2": "numeric"})
+    with pytest.raises(ValueError, match="kinds names unknown attributes"):
+        load_features(path, kinds={"nope": "numeric"})
+    dup = _write(tmp_path, "d.tsv", "a\t1\na\t2\n")
+    with pytest.raises(ValueError, match="id 'a' appears more than once"):
+        load_features(dup)
+    with pytest.raises(ValueError, match="out of range"):
+        load_features(path, key=5)
+
+
+def test_movielens_user_and_item_tables(tmp_path):
+    from fmnumba.attributes import MOVIELENS_GENRES, load_movielens_items, read_features
+    users = _write(tmp_path, "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
+    t = read_features(users)
+    assert t.names == ["age", "gender", "occupation"]
+    assert t.kinds == ["numeric", "categorical", "categorical"]
+    flags = ["0"] * 19
+    flags[1] = flags[5] = "1"  # Action, Comedy
+    items = _write(tmp_path, "u.item", "1|Toy Story (1995)|01-Jan-1995||http://x|"
+                   + "|".join(flags) + "\n")
+    t = read_features(items)
+    assert t.names == ["genre"] and t.values[0] == [("Action", "Comedy")]
+    assert MOVIELENS_GENRES[1] == "Action"
+    bad = _write(tmp_path, "bad.item", "1|x|2\n")
+    with pytest.raises(ValueError, match="19 genre flags"):
+        load_movielens_items(bad)
+    enc = RatingEncoder(item_features=items).fit([1], [1])
+    D = enc.transform([1], [1]).toarray()
+    np.testing.assert_allclose(D[0, 2:], [0.5, 0.5])
+
+
+def test_encoder_json_round_trip_and_dataframe_tables():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"age": [30, 60], "genre": [["a", "b"], ["b"]], "city": ["x", None]},
+                      index=[1, 2])
+    enc = RatingEncoder(user_features=df).fit([1, 2, 3], ["i", "j", "k"])
+    assert enc.group_names_ == ["user", "item", "user.age", "user.genre", "user.city"]
+    back = RatingEncoder.from_json(enc.to_json())
+    u, i = ["1", "2", "3"], ["k", "i", "j"]
+    np.testing.assert_array_equal(back.transform(u, i).toarray(),
+                                  enc.transform([1, 2, 3], i).toarray())
+    with pytest.raises(ValueError, match="malformed"):
+        RatingEncoder.from_json({"users": [1], "items": []})
+    with pytest.raises(TypeError, match="user_features must be"):
+        RatingEncoder(user_features=42).fit([1], [1])
+
+
+def test_load_meta(tmp_path):
+    from fmnumba.readers import load_meta
+    path = _write(tmp_path, "meta.txt", "0\n0\n1\n2\n")
+    assert load_meta(path).tolist() == [0, 0, 1, 2]
+    assert load_meta(path, 3).tolist() == [0, 0, 1]
+    with pytest.raises(ValueError, match="4 group ids for 5 features"):
+        load_meta(path, 5)
+    bad = _write(tmp_path, "bad.txt", "0\n-1\n")
+    with pytest.raises(ValueError, match="line 2: group id '-1' is negative"):
+        load_meta(bad)
+
+
+def test_groups_by_prefix_resolve_longest_match():
+    from fmnumba._validation import groups_from_prefixes, per_feature_l2
+    names = ["cat__user_1", "cat__user_2", "cat__item_7", "num__age"]
+    g = groups_from_prefixes({"cat__user": 0, "cat__item": 1, "": 2}, names, 4)
+    assert g.tolist() == [0, 0, 1, 2]
+    lam = per_feature_l2("l2_reg_v", [0.1, 0.2, 0.3], {"cat__user": 0, "cat__": 1, "num": 2},
+                         4, names)
+    np.testing.assert_allclose(lam, [0.1, 0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="matches none of the prefixes"):
+        groups_from_prefixes({"cat__": 0}, names, 4)
+    with pytest.raises(ValueError, match="X has no feature names"):
+        per_feature_l2("l2_reg_v", [0.1], {"": 0}, 4, None)
+    with pytest.raises(ValueError, match="group ids must be integers"):
+        groups_from_prefixes({"": -1}, names, 4)
+
+
+def test_groups_by_prefix_survive_cross_validation():
+    """A Pipeline whose encoder yields a different column count per fold:
+    groups given as feature-name prefixes are resolved at each fit."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from fmnumba import FMRegressor
+    rng = np.random.default_rng(0)
+    n = 400
+    # rare ids: some users/items appear in only a few rows, so folds differ in width
+    df = pd.DataFrame({"user": rng.zipf(1.6, n) % 97, "item": rng.zipf(1.6, n) % 89,
+                       "genre": rng.choice(["a", "b", "c"], n)})
+    y = rng.normal(3, 1, n)
+    ct = ColumnTransformer([("u", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                             ["user"]),
+                            ("i", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                             ["item", "genre"])]).set_output(transform="pandas")
+    widths = {ct.fit_transform(df.iloc[tr]).shape[1]
+              for tr, _ in KFold(3, shuffle=True, random_state=0).split(df)}
+    assert len(widths) > 1  # a fixed per-column groups array could not fit every fold
+    fm = FMRegressor(n_factors=2, max_iter=2, random_state=0,
+                     groups={"u__": 0, "i__item": 1, "i__genre": 2}, l2_reg_v=[0.01, 0.02, 0.03])
+    pipe = make_pipeline(ct, fm)
+    scores = cross_val_score(pipe, df, y, cv=KFold(3, shuffle=True, random_state=0),
+                             scoring="neg_root_mean_squared_error")
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+    search = GridSearchCV(pipe, {"fmregressor__l2_reg_v": [[0.01, 0.02, 0.03],
+                                                           [0.1, 0.1, 0.2]]}, cv=2)
+    search.fit(df, y)
+    assert search.best_params_["fmregressor__l2_reg_v"] in ([0.01, 0.02, 0.03],
+                                                            [0.1, 0.1, 0.2])
+    # the mapping trains exactly as the equivalent per-column array
+    pipe.fit(df, y)
+    Xt = ct.fit_transform(df)
+    arr = np.array([0 if f.startswith("u__") else 1 if f.startswith("i__item") else 2
+                    for f in Xt.columns])
+    ref = FMRegressor(n_factors=2, max_iter=2, random_state=0, groups=arr,
+                      l2_reg_v=[0.01, 0.02, 0.03]).fit(Xt, y)
+    np.testing.assert_array_equal(pipe[-1].factors_, ref.factors_)
+    assert not np.array_equal(
+        ref.factors_, FMRegressor(n_factors=2, max_iter=2, random_state=0).fit(Xt, y).factors_)

@@ -217,11 +217,11 @@ class _LrRecorder:
         return getattr(self._cpu, name)
 
     def adam_epoch(self, *args):
-        self.lrs.append(args[13])
+        self.lrs.append(args[9][0])
         return self._cpu.adam_epoch(*args)
 
     def sgd_epoch(self, *args):
-        self.lrs.append(args[10])
+        self.lrs.append(args[8])
         return self._cpu.sgd_epoch(*args)
 
 

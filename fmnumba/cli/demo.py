@@ -3,16 +3,19 @@ their test figures beside a trivial baseline and the planted model's."""
 import sys
 import time
 
-import numpy as np
 
-from ..datasets import make_clicks, make_ratings
-from ..estimators import FMClassifier, FMRegressor
+def _epochs(n):
+    return f"{n} epoch{'' if n == 1 else 's'}"
 
 
 def run_demo(n_jobs=None, seed=0, quick=False, out=None):
     """The ``fmnumba demo`` run; returns a dict of the figures it prints."""
     import numba
+    import numpy as np
     from sklearn.metrics import log_loss, roc_auc_score
+
+    from ..datasets import make_clicks, make_ratings
+    from ..estimators import FMClassifier, FMRegressor
 
     out = out or sys.stdout
     n = 20_000 if quick else 100_000
@@ -43,7 +46,7 @@ def run_demo(n_jobs=None, seed=0, quick=False, out=None):
     print(f"\nratings ({rat.field_sizes[0]:,} users x {rat.field_sizes[1]:,} items + "
           f"{len(rat.field_sizes) - 2} context fields, planted FM + N(0, {rat.noise:g}²) noise)",
           file=out)
-    print(f"  FMRegressor       test RMSE {rmse:.4f}   fit {fit_s:.2f} s ({reg.n_iter_} epochs, "
+    print(f"  FMRegressor       test RMSE {rmse:.4f}   fit {fit_s:.2f} s ({_epochs(reg.n_iter_)}, "
           f"early stopping)   compile {comp_s:.2f} s", file=out)
     print(f"  baseline          global mean RMSE {base:.4f}", file=out)
     print(f"  noise floor       RMSE {rat.noise:.4f} (the planted model's error)", file=out)
@@ -65,7 +68,7 @@ def run_demo(n_jobs=None, seed=0, quick=False, out=None):
     print(f"\nclicks ({len(clk.field_sizes)} categorical fields, {sum(clk.field_sizes):,} "
           f"features, {rate:.1%} positives, P(click) = σ(planted FM))", file=out)
     print(f"  FMClassifier      test AUC {auc:.4f}  logloss {ll:.4f}   fit {fit_s:.2f} s "
-          f"({clf.n_iter_} epochs, early stopping)   compile {comp_s:.2f} s", file=out)
+          f"({_epochs(clf.n_iter_)}, early stopping)   compile {comp_s:.2f} s", file=out)
     print(f"  baseline          base rate AUC 0.5000  logloss {base_ll:.4f}", file=out)
     print(f"  noise floor       AUC {auc_true:.4f}  logloss {ll_true:.4f} (the planted model)",
           file=out)

@@ -2,7 +2,8 @@
 
 A model written by ``fmnumba fit --model M.npz`` comes with ``M.npz.encoder.json``
 recording how the training file was encoded (the format, the libsvm index
-base and, for rating files, the user and item ids in column order), so that
+base and, for rating files, the user and item ids in column order and the
+attribute tables of side features), so that
 ``predict`` and ``evaluate`` map new files onto the same columns. It is plain
 JSON, never a pickle.
 """
@@ -47,11 +48,19 @@ def _format_of(path, fmt, info=None):
     return kind
 
 
-def read_train(path, fmt=None):
+def read_train(path, fmt=None, user_features=None, item_features=None):
     """Load a training file; returns (X, y, fields or None, info) where info
-    is the JSON-able description of the encoding (see :func:`read_like`)."""
+    is the JSON-able description of the encoding (see :func:`read_like`).
+    `user_features` / `item_features`: attribute files for a ratings file."""
     _check_file(path, "TRAIN")
     kind = _format_of(path, fmt)
+    side = {"user_features": user_features, "item_features": item_features}
+    for opt, f in side.items():
+        if f is not None:
+            if kind != "ratings":
+                raise CLIError(f"--{opt.replace('_', '-')} is for ratings files; {path} is "
+                               f"{kind} data")
+            _check_file(f, f"--{opt.replace('_', '-')}")
     if kind == "libsvm":
         data = read_data(path, kind, zero_based=True)
         # sklearn's "auto": a file without index 0 is one-based; decide once
@@ -62,23 +71,21 @@ def read_train(path, fmt=None):
             X = X[:, 1:]
         return X, data.y, None, {"format": kind, "zero_based": zero_based,
                                  "n_features": int(X.shape[1])}
-    # ratings: ids as written (str), so the sidecar can list them exactly
-    data = read_data(path, kind, **({"id_type": str} if kind == "ratings" else {}))
+    # ratings: ids ordered as load_movielens orders them (numerically when
+    # all are integers); the sidecar lists them as text, in column order
+    data = read_data(path, kind, **(side if kind == "ratings" else {}))
     info = {"format": kind, "n_features": int(data.X.shape[1])}
     if data.encoder is not None:
-        info.update(users=data.encoder.users_.tolist(), items=data.encoder.items_.tolist())
+        info.update(data.encoder.to_json())
+        info["groups"] = data.encoder.group_names_
     return data.X, data.y, data.fields, info
 
 
-def _encoder_from_info(info):
-    users, items = info.get("users"), info.get("items")
-    if not (isinstance(users, list) and isinstance(items, list)
-            and all(isinstance(u, str) for u in users) and all(isinstance(i, str) for i in items)):
-        raise CLIError("the model's encoder sidecar is malformed (users/items must be "
-                       "lists of strings); re-run 'fmnumba fit'")
+def encoder_from_info(info):
+    """The RatingEncoder recorded in a ratings model's sidecar (ids as text)."""
     try:
-        return RatingEncoder.from_vocabulary(users, items)
-    except ValueError as e:
+        return RatingEncoder.from_json(info)
+    except (ValueError, TypeError) as e:
         raise CLIError(f"the model's encoder sidecar is malformed ({e}); re-run "
                        "'fmnumba fit'") from None
 
@@ -93,7 +100,7 @@ def _reader_options(kind, info, path):
             raise CLIError(f"{path} is a ratings file, but the model has no encoder sidecar "
                            f"(MODEL{SIDECAR_SUFFIX}) mapping user and item ids to columns; "
                            "train it with 'fmnumba fit ... --model MODEL'")
-        return {"id_type": str, "encoder": _encoder_from_info(info)}
+        return {"id_type": str, "encoder": encoder_from_info(info)}
     return {}
 
 
@@ -122,7 +129,9 @@ def read_like(path, fmt, info, n_features):
     options = _reader_options(kind, info, path)
     if kind == "ratings":
         data = read_data(path, kind, **options)
-        unknown = int(np.sum(np.diff(data.X.indptr) < 2))
+        enc = options["encoder"]
+        one_hot = data.X[:, :enc.n_users_ + enc.n_items_]
+        unknown = int(np.sum(np.diff(one_hot.indptr) < 2))
         if unknown:
             print(f"fmnumba: note: {unknown} of {data.X.shape[0]} rows in {path} have a user "
                   "or item not seen in training (predicted from the known part)",

@@ -59,6 +59,11 @@ def _format_values(values):
     return [str(v) for v in values]
 
 
+def format_value(v):
+    """One score as written in predictions and recommendations."""
+    return f"{float(v):.7g}"
+
+
 def write_predictions(values, out):
     """One value per line to the file `out` ('-' or None: stdout)."""
     text = "\n".join(_format_values(values))

@@ -1,11 +1,16 @@
 """The argument parser: commands, options, argument types and the libFM
-equivalents shown by ``fmnumba fit --help``."""
+equivalents shown by ``fmnumba fit --help``.
+
+It imports neither the estimators nor the kernels (``fmnumba --help`` and
+``--version`` answer at once): the defaults it shows are read from the
+estimators' source.
+"""
 import argparse
+import ast
 import math
 
+from .._formats import FORMAT_ALIASES
 from .._version import __version__
-from ..estimators import FMClassifier, FMRegressor
-from ..readers import FORMAT_ALIASES
 from . import commands
 from .errors import EXIT_ERROR
 
@@ -13,30 +18,32 @@ _TASKS = {"regression": "regression", "r": "regression", "classification": "clas
           "c": "classification", "binary": "classification"}
 
 FIT_EPILOG = """\
-libFM users: equivalent options
+libFM users: libFM's command lines run as written, e.g.
+  fmnumba fit -task r -train a.libfm -test b.libfm -dim '1,1,8' -iter 100 -out pred.txt
+They are translated to these options (a libFM flag without one is refused):
   libFM                      fmnumba fit
   -task r | -task c          --task regression | --task classification  (r, c accepted)
   -train FILE                TRAIN (positional)
   -test FILE                 --test FILE
   -dim '1,1,8'               --factors 8  (bias and linear terms are always on)
   -iter 100                  --epochs 100  (sweeps for mcmc and als)
-  -method sgd|mcmc|als       --solver sgd|mcmc|als  (default adam; --method works too)
+  -method sgd|als|mcmc       --solver sgd|als|mcmc  (libFM's default mcmc; sgda: none)
   (mcmc burn-in, samples)    --burnin 5 --kept-samples 195
   -learn_rate 0.01           --learning-rate 0.01
-  -regular '0,0.01,0.01'     --l2-w 0.01 --l2-v 0.01
+  -regular '0,0.01,0.01'     --l2-w 0.01 --l2-v 0.01  (the bias is not regularised)
   -init_stdev 0.1            --init-std 0.1
-  -out pred.txt              --out pred.txt  (add --proba for libFM's probabilities)
+  -out pred.txt              --out pred.txt  (with -task c: --proba, libFM's P(y=1))
   -save_model m              --model m.npz
-  -meta groups.txt           --group-by-field (libffm fields / rating user+item blocks)
+  -meta groups.txt           --meta groups.txt  (group id per feature, for per-group L2)
+  -validation FILE           --validation FILE
   -seed 1                    --seed 1
-  -verbosity 1               --verbose
+  -verbosity 1               --verbose  (0: --quiet)
 
 examples
   fmnumba fit a9a --test a9a.t --task c --epochs 10 --model a9a.npz --out pred.txt --proba
-  fmnumba fit u.data --task r --format ratings --test u.test --plot curve.png
+  fmnumba fit u1.base --task r --test u1.test --item-features u.item --model ml.npz
   fmnumba fit train.libffm --task c --group-by-field --l2-v 0.001,0.01,0.01
 """
-
 
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line (exit status 2)."""
@@ -122,10 +129,46 @@ def _l2(value):
     return out[0] if len(out) == 1 else out
 
 
+def _init_defaults(classes, name):
+    """{parameter: default} of class `name`'s __init__ in the parsed module
+    (inherited from its first base that defines one)."""
+    node = classes[name]
+    init = next((f for f in node.body
+                 if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+    if init is None:
+        base = next(b.id for b in node.bases if isinstance(b, ast.Name) and b.id in classes)
+        return _init_defaults(classes, base)
+    a = init.args
+    pairs = list(zip(a.args[len(a.args) - len(a.defaults):], a.defaults))
+    pairs += [(arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+    out = {}
+    for arg, d in pairs:
+        try:
+            out[arg.arg] = ast.literal_eval(d)
+        except ValueError:
+            out[arg.arg] = ast.unparse(d)
+    return out
+
+
+def estimator_defaults_from_source():
+    """FMRegressor's and FMClassifier's defaults, read from the source of
+    fmnumba.estimators without importing it (and so without Numba)."""
+    import importlib.util
+    spec = importlib.util.find_spec("fmnumba.estimators")
+    with open(spec.origin, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    return _init_defaults(classes, "FMRegressor"), _init_defaults(classes, "FMClassifier")
+
+
 def _estimator_defaults():
     """Each hyperparameter's default as --help shows it (per task where the
     regressor's and the classifier's differ)."""
-    reg, clf = FMRegressor().get_params(), FMClassifier().get_params()
+    try:
+        reg, clf = estimator_defaults_from_source()
+    except (OSError, SyntaxError, StopIteration, KeyError, AttributeError):
+        from ..estimators import FMClassifier, FMRegressor
+        reg, clf = FMRegressor().get_params(), FMClassifier().get_params()
     return {k: v if clf.get(k) == v else f"{v} for regression, {clf[k]} for classification"
             for k, v in reg.items()}
 
@@ -210,9 +253,28 @@ def _add_fit(sub, d):
     p.add_argument("--proba", action="store_true",
                    help="with --out: write P(positive class) instead of labels "
                         "(logistic loss only)")
-    p.add_argument("--json", action="store_true", help="print the test metrics as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout (the fit's figures and test "
+                        "metrics); every other line goes to stderr")
     _add_verbosity(p)
+    _add_fit_side_inputs(p)
     p.set_defaults(func=commands.cmd_fit)
+
+
+def _add_fit_side_inputs(p):
+    """fit's options for side features, feature groups and a validation file."""
+    p.add_argument("--validation", metavar="FILE",
+                   help="validation file: its loss is recorded per epoch and, with "
+                        "--early-stopping, decides when to stop (instead of a 10%% holdout)")
+    p.add_argument("--meta", metavar="FILE",
+                   help="libFM group file: line j holds the group id of feature j "
+                        "(per-group L2 lists then give one strength per group)")
+    p.add_argument("--user-features", metavar="FILE",
+                   help="ratings input: user attributes, one row per user id (MovieLens "
+                        "u.user, or any delimited file with the id in the first column)")
+    p.add_argument("--item-features", metavar="FILE",
+                   help="ratings input: item attributes, one row per item id (MovieLens "
+                        "u.item genres, or any delimited file with the id first)")
 
 
 def _add_predict(sub):
@@ -243,6 +305,28 @@ def _add_evaluate(sub):
     p.set_defaults(func=commands.cmd_evaluate)
 
 
+def _add_recommend(sub):
+    p = sub.add_parser("recommend", help="top-N items per user from a ratings model",
+                       description="Rank every item for each user with a model trained on "
+                                   "a ratings file and write the N best, one line per "
+                                   "recommendation: user, rank, item, score (tab-separated).")
+    p.add_argument("model", metavar="MODEL", help="model file written by 'fmnumba fit "
+                   "--model' on a ratings file (its .encoder.json must lie beside it)")
+    p.add_argument("--users", metavar="FILE", help="user ids, one per line ('-' = stdin; "
+                   "default: every user the model knows)")
+    p.add_argument("-n", type=_positive_int, default=10, help="items per user (default 10)")
+    p.add_argument("--exclude", metavar="RATINGS", help="ratings file whose (user, item) "
+                   "pairs are not recommended, e.g. the training file")
+    p.add_argument("--items", metavar="FILE", help="candidate item ids, one per line "
+                   "(default: every item the model knows)")
+    p.add_argument("-o", "--out", metavar="FILE", default="-",
+                   help="output file (default '-' = stdout)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON document: {user: [[item, score], ...]}")
+    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    p.set_defaults(func=commands.cmd_recommend)
+
+
 def _add_demo(sub):
     p = sub.add_parser("demo", help="train on synthetic ratings and clicks and print metrics",
                        description="Train an FMRegressor on synthetic ratings and an "
@@ -267,5 +351,6 @@ def build_parser():
     _add_fit(sub, _estimator_defaults())
     _add_predict(sub)
     _add_evaluate(sub)
+    _add_recommend(sub)
     _add_demo(sub)
     return parser

@@ -2,10 +2,8 @@
 
 The kernels are bound by the latency of fetching P[j] (and M[j], S[j]) rows
 at random j. While a kernel works on one CSR row (or Adam on one feature
-row) it asks for the rows of the next one, so the misses overlap (on the
-1M-feature benchmark set: predict about 2x faster at k=8 and 1.7x at k=64,
-Adam 1.5-2x). Prefetches are hints: they never fault and never change
-results.
+row) it asks for the rows of the next one, so the misses overlap.
+Prefetches are hints: they never fault and never change results.
 """
 from llvmlite import ir
 from numba import njit, types
@@ -73,9 +71,8 @@ def prefetch_csr_ahead(order, pos, stop, indptr, indices, data, y, sw):
     prefetched two calls earlier) and its y and sw entries, and the indptr
     entry of order[pos + 4], so that row_forward's prefetch of
     order[pos + 1]'s parameter rows finds its indices in cache and the loss
-    does not wait for y[r], sw[r]. Shuffled epochs are about 2x slower at
-    k=8 without the CSR lines, and SGD 1.4x (k=8) / 1.16x (k=64) slower
-    without y and sw on the benchmark's large set.
+    does not wait for y[r], sw[r]: in a shuffled order these are random
+    reads too.
     """
     prefetch_rows_ahead(order, pos, stop, indptr, indices, data)
     if pos + 2 < stop:

@@ -9,12 +9,14 @@ CHUNK = 1024
 
 
 @kernel(parallel=True)
-def predict_csr(indptr, indices, data, w0, P, out):
-    """out[r] = ŷ(x_r) for every CSR row r; out (n_rows,) of P's dtype.
+def predict_csr(X, w0, P, out):
+    """out[r] = ŷ(x_r) for every CSR row r of X = (indptr, indices, data);
+    out (n_rows,) of P's dtype, w0 a scalar of P's dtype.
 
     Rows are split into chunks of CHUNK; each chunk owns one k-wide q buffer,
     so extra memory is O(threads·k) whatever the number of rows.
     """
+    indptr, indices, data = X
     n = out.shape[0]
     k = P.shape[1] - 1
     n_chunks = (n + CHUNK - 1) // CHUNK

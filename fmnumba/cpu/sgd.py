@@ -19,22 +19,25 @@ from ._row import l2_of, row_forward
 
 
 @kernel(parallel=True)
-def sgd_epoch(indptr, indices, data, y, sw, order, n_chunks, loss_code, P,
-              bstate, lr, lam_w, lam_v, L):
-    """One SGD epoch; bstate[0] is w0; lam_w, lam_v per-feature L2 in P's
-    dtype, (n_features,) or (1,) for one value shared by all features;
-    L[pos] receives s·ℓ of row order[pos] measured before its update
-    (NaN-free unless the model diverged).
+def sgd_epoch(X, y, sw, order, n_chunks, loss_code, P, intercept, lr, l2, L):
+    """One SGD epoch over X = (indptr, indices, data) in the given order.
+
+    intercept = [w0, ., .] (float64; only w0 is used); l2 = (lam_w, lam_v),
+    per-feature L2 in P's dtype, each (n_features,) or (1,) for one value
+    shared by all features; L[pos] receives s·ℓ of row order[pos] measured
+    before its update (NaN-free unless the model diverged).
 
     Each chunk updates its own copy of w0 and the chunks' changes are summed
     at the end (with one chunk: plain sequential SGD); a shared w0 written
     after every sample would bounce its cache line between the cores.
     """
+    indptr, indices, data = X
+    lam_w, lam_v = l2
     n = order.shape[0]
     k = P.shape[1] - 1
     t = P.dtype.type
     eta = t(lr)
-    w_start = bstate[0]
+    w_start = intercept[0]
     dw0 = np.zeros(n_chunks)
     for c in prange(n_chunks):
         q = np.empty(k, dtype=P.dtype)
@@ -67,4 +70,4 @@ def sgd_epoch(indptr, indices, data, y, sw, order, n_chunks, loss_code, P,
                     P[j, f + 1] = v - eta * (gx * q[f] - v * gx2 + lv * v)
         dw0[c] = w0 - w_start
     for c in range(n_chunks):
-        bstate[0] += dw0[c]
+        intercept[0] += dw0[c]

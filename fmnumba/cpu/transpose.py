@@ -4,23 +4,25 @@ from ._prefetch import prefetch_1d, prefetch_rows_ahead
 
 
 @kernel()
-def transpose_batch(indptr, indices, data, rows, cnt, uniq, starts,
-                    ent_row, ent_val):
+def transpose_batch(X, rows, cnt, T):
     """Counting sort of the batch's nonzero entries by feature.
 
-    rows (nb,): the batch's row ids. cnt (n_features,) int64 must be all zero
-    on entry and is left all zero. Fills uniq[:u] with the distinct features
-    (first-appearance order), starts[:u+1] with their offsets, and
-    ent_row/ent_val[starts[j]:starts[j+1]] with (position in batch, x) of
-    uniq[j]'s entries in batch order (stable, so sums are deterministic).
-    Explicit zeros are skipped: they neither touch a row nor count.
-    Returns u, the number of distinct features.
+    X = (indptr, indices, data): the CSR arrays; rows (nb,): the batch's row
+    ids. cnt (n_features,) int64 must be all zero on entry and is left all
+    zero. T = (uniq, starts, ent_row, ent_val) receives the transposed batch:
+    uniq[:u] the distinct features (first-appearance order), starts[:u+1]
+    their offsets, and ent_row/ent_val[starts[a]:starts[a+1]] the (position
+    in batch, x) of uniq[a]'s entries in batch order (stable, so sums are
+    deterministic). Explicit zeros are skipped: they neither touch a row nor
+    count. Returns u, the number of distinct features.
     """
+    indptr, indices, data = X
+    uniq, starts, ent_row, ent_val = T
     u = 0
     nb = rows.shape[0]
     for i in range(nb):
         # Adam transposes the next batch before its forward pass has read its
-        # rows: fetch them ahead (k=8: 1.2x faster epochs than without)
+        # rows: fetch them ahead
         prefetch_rows_ahead(rows, i, nb, indptr, indices, data)
         r = rows[i]
         rn = rows[i + 1] if i + 1 < nb else r

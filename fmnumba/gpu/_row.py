@@ -11,8 +11,12 @@ from numba import cuda
 
 
 @cuda.jit(device=True)
-def lane_share(indptr, indices, data, P, r, lane, lanes, Q, i, keep_q, zero, half):
-    """This lane's share of Σ_i w_i x_i + ½ Σ_f (q_f² − Σ_i v_if² x_i²)."""
+def lane_share(X, P, r, lane, lanes, Q, i, consts):
+    """This lane's share of Σ_i w_i x_i + ½ Σ_f (q_f² − Σ_i v_if² x_i²) for
+    CSR row r of X = (indptr, indices, data); q_f goes to Q[i, f] when
+    i >= 0. consts = (0, ½) in P's dtype."""
+    indptr, indices, data = X
+    zero, half = consts
     k = P.shape[1] - 1
     p0 = indptr[r]
     p1 = indptr[r + 1]
@@ -28,7 +32,7 @@ def lane_share(indptr, indices, data, P, r, lane, lanes, Q, i, keep_q, zero, hal
                 v = P[indices[p], col] * data[p]
                 qf += v
                 sq += v * v
-            if keep_q:
+            if i >= 0:
                 Q[i, col - 1] = qf
             acc += half * (qf * qf - sq)
     return acc
@@ -54,3 +58,10 @@ def group_sum(red, tid, lane, lanes, val):
 def l2_of(lam, j):
     """L2 strength of feature j: lam is (n_features,) or (1,) shared by all."""
     return lam[0] if lam.shape[0] == 1 else lam[j]
+
+
+@cuda.jit(device=True)
+def idle(flags):
+    """True when the rest of an epoch's launches must do nothing: a batch
+    diverged (flags[0]) or the current batch takes no step (flags[1])."""
+    return flags[0] != 0 or flags[1] != 0

@@ -4,24 +4,26 @@ import math
 
 from numba import cuda
 
+from ..losses import LOGISTIC, SQUARED
+
 
 @cuda.jit(device=True)
 def loss_value(code, yhat, y):
-    if code == 0:
+    if code == SQUARED:
         d = yhat - y
         return 0.5 * d * d
     z = y * yhat
-    if code == 1:
+    if code == LOGISTIC:
         return max(-z, 0.0) + math.log1p(math.exp(-abs(z)))
     return max(0.0, 1.0 - z)
 
 
 @cuda.jit(device=True)
 def loss_grad(code, yhat, y):
-    if code == 0:
+    if code == SQUARED:
         return yhat - y
     z = y * yhat
-    if code == 1:
+    if code == LOGISTIC:
         if z >= 0:
             e = math.exp(-z)
             return -y * e / (1.0 + e)

@@ -7,22 +7,22 @@ the CPU kernel within rounding.
 """
 from numba import cuda, float64
 
-from ._device import TPB, blocks, data_to_device, lanes_for, param_to_device
+from ._device import TPB, blocks, csr_to_device, lanes_for, param_to_device
 from ._row import group_sum, lane_share
 
 
 @cuda.jit
-def predict_kernel(indptr, indices, data, w0, P, lanes, out, qdummy, zero, half):
-    """out[r] = w0 + ŷ share sum; qdummy is an unused 2-d array (q stays in registers)."""
+def predict_kernel(X, w0, P, lanes, out, qdummy, consts):
+    """out[r] = w0 + the lanes' summed shares; qdummy is an unused 2-d array
+    (q stays in registers)."""
     red = cuda.shared.array(TPB, float64)
     tid = cuda.threadIdx.x
     lane = tid % lanes
     r = (cuda.blockIdx.x * TPB + tid) // lanes
     live = r < out.shape[0]
-    part = zero
+    part = consts[0]
     if live:
-        part = lane_share(indptr, indices, data, P, r, lane, lanes, qdummy, 0,
-                          False, zero, half)
+        part = lane_share(X, P, r, lane, lanes, qdummy, -1, consts)
     s = group_sum(red, tid, lane, lanes, part)
     if live and lane == 0:
         out[r] = w0 + s
@@ -36,20 +36,19 @@ def predict_device(dX, w0, dP, n_rows):
     dout = cuda.device_array(n_rows, dtype=dt)
     if n_rows:
         predict_kernel[blocks(n_rows * lanes), TPB](
-            dX[0], dX[1], dX[2], float(w0), dP, lanes, dout, cuda.device_array((1, 1), dt),
-            dt.type(0), dt.type(0.5))
+            dX, float(w0), dP, lanes, dout, cuda.device_array((1, 1), dt),
+            (dt.type(0), dt.type(0.5)))
     return dout
 
 
-def predict_csr(indptr, indices, data, w0, P, out):
-    """out[r] = ŷ(x_r) for every CSR row r; out (n_rows,) of P's dtype.
+def predict_csr(X, w0, P, out):
+    """out[r] = ŷ(x_r) for every CSR row r of X = (indptr, indices, data);
+    out (n_rows,) of P's dtype.
 
     Same signature as the CPU kernel; X is cached on the device (see
     _device), P is taken from the session or uploaded.
     """
-    dX = (data_to_device(indptr), data_to_device(indices), data_to_device(data))
-    dP = param_to_device(P)
-    dout = predict_device(dX, w0, dP, out.shape[0])
+    dout = predict_device(csr_to_device(X), w0, param_to_device(P), out.shape[0])
     if out.shape[0]:
         out[...] = dout.copy_to_host()
     return out

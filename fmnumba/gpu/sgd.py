@@ -13,7 +13,7 @@ updated with a float64 atomic add.
 import numpy as np
 from numba import cuda
 
-from ._device import TPB, blocks, data_to_device, param_to_device, param_to_host
+from ._device import TPB, blocks, csr_to_device, data_to_device, param_to_device, param_to_host
 from ._losses import loss_grad, loss_value
 from ._row import l2_of
 
@@ -21,8 +21,16 @@ HOGWILD_CHUNKS = 8192
 
 
 @cuda.jit
-def sgd_kernel(indptr, indices, data, y, sw, order, n, n_chunks, loss_code, P, bst,
-               lr, eta, lam_w, lam_v, L, Qs, zero, half):
+def sgd_kernel(X, y, sw, order, loss_code, P, intercept, rates, l2, L, Qs, consts):
+    """Chunk c = thread c of Qs.shape[0] chunks; rates = (lr float64, lr in
+    P's dtype); Qs (chunks × (k + 1)) is per-chunk scratch; consts = (0, ½)
+    in P's dtype."""
+    indptr, indices, data = X
+    lr, eta = rates
+    lam_w, lam_v = l2
+    zero, half = consts
+    n_chunks = Qs.shape[0]
+    n = order.shape[0]
     c = cuda.grid(1)
     if c >= n_chunks:
         return
@@ -46,7 +54,7 @@ def sgd_kernel(indptr, indices, data, y, sw, order, n, n_chunks, loss_code, P, b
                 sq += v * v
         for f in range(k):
             inter += Qs[c, f] * Qs[c, f]
-        Qs[c, k] = bst[0]                       # w0 in P's dtype, as on the CPU
+        Qs[c, k] = intercept[0]                 # w0 in P's dtype, as on the CPU
         yh = Qs[c, k] + (lin + half * (inter - sq))
         loss = sw[r] * loss_value(loss_code, yh, y[r])
         L[pos] = loss
@@ -54,7 +62,7 @@ def sgd_kernel(indptr, indices, data, y, sw, order, n, n_chunks, loss_code, P, b
             continue
         Qs[c, k] = sw[r] * loss_grad(loss_code, yh, y[r])
         g = Qs[c, k]                            # g in P's dtype
-        cuda.atomic.add(bst, 0, -(lr * g))
+        cuda.atomic.add(intercept, 0, -(lr * g))
         for p in range(p0, p1):
             x = data[p]
             if x == 0:                          # explicit zeros: no update, as on the CPU
@@ -70,10 +78,9 @@ def sgd_kernel(indptr, indices, data, y, sw, order, n, n_chunks, loss_code, P, b
                 P[j, f + 1] = v - eta * (gx * Qs[c, f] - v * gx2 + lv * v)
 
 
-def sgd_epoch(indptr, indices, data, y, sw, order, n_chunks, loss_code, P,
-              bstate, lr, lam_w, lam_v, L):
-    """Same contract as fmnumba.cpu.sgd_epoch (host arrays; P, bstate and L
-    written back once at the end). n_chunks > 1 means Hogwild with at least
+def sgd_epoch(X, y, sw, order, n_chunks, loss_code, P, intercept, lr, l2, L):
+    """Same contract as fmnumba.cpu.sgd_epoch (host arrays; P, intercept and
+    L written back once at the end). n_chunks > 1 means Hogwild with at least
     HOGWILD_CHUNKS chunks (see the module docstring)."""
     n = order.shape[0]
     if n == 0:
@@ -81,15 +88,13 @@ def sgd_epoch(indptr, indices, data, y, sw, order, n_chunks, loss_code, P,
     dt = P.dtype
     k = P.shape[1] - 1
     chunks = 1 if n_chunks <= 1 else min(n, max(int(n_chunks), HOGWILD_CHUNKS))
-    dP, dbst = param_to_device(P), param_to_device(bstate)
+    dP, dintercept = param_to_device(P), param_to_device(intercept)
     dL = cuda.device_array(n, np.float64)
-    dQ = cuda.device_array((chunks, k + 1), dt)
     sgd_kernel[blocks(chunks), TPB](
-        data_to_device(indptr), data_to_device(indices), data_to_device(data),
-        data_to_device(y), data_to_device(sw),
-        cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)), n, chunks,
-        loss_code, dP, dbst, float(lr), dt.type(lr), data_to_device(lam_w),
-        data_to_device(lam_v), dL, dQ, dt.type(0), dt.type(0.5))
+        csr_to_device(X), data_to_device(y), data_to_device(sw),
+        cuda.to_device(np.ascontiguousarray(order, dtype=np.int64)), loss_code, dP,
+        dintercept, (float(lr), dt.type(lr)), (data_to_device(l2[0]), data_to_device(l2[1])),
+        dL, cuda.device_array((chunks, k + 1), dt), (dt.type(0), dt.type(0.5)))
     L[:n] = dL.copy_to_host()
     param_to_host(dP, P)
-    param_to_host(dbst, bstate)
+    param_to_host(dintercept, intercept)

@@ -1,14 +1,14 @@
 """Device plumbing shared by the CUDA kernels: launch geometry, simulator
 detection and the host↔device residency cache.
 
-Residency (the trade-off, see also fmnumba/cuda/__init__.py)
-------------------------------------------------------------
+Residency (the trade-off, see also fmnumba/gpu/__init__.py)
+-----------------------------------------------------------
 The kernel functions keep the CPU kernels' signatures (host NumPy arrays in,
 host arrays updated in place), so the solver runs unchanged. To avoid moving
 the training data every epoch, *data* arrays (CSR arrays, y, sample weights,
 per-feature L2) are cached on the device keyed on the host array's identity,
 guarded by a fingerprint (shape, dtype, buffer address and a sampled
-checksum). *Parameter* arrays (P, M, S, bstate) are uploaded at the start of
+checksum). *Parameter* arrays (P, M, S, intercept) are uploaded at the start of
 every call and copied back at its end (one round trip per epoch), unless a
 `session()` is active: inside a session, a parameter array uploaded once
 stays authoritative on the device and only the copy back happens each epoch.
@@ -69,8 +69,13 @@ def data_to_device(a):
         return dev
 
 
+def csr_to_device(X):
+    """Device copies of the CSR arrays X = (indptr, indices, data), cached."""
+    return tuple(data_to_device(a) for a in X)
+
+
 def param_to_device(a):
-    """Device copy of a parameter array (P, M, S, bstate): uploaded on every
+    """Device copy of a parameter array (P, M, S, intercept): uploaded on every
     call unless a session holds it already."""
     with _lock:
         if _session is not None:
@@ -98,7 +103,7 @@ def session():
     Inside, the device copy of a parameter array is authoritative after its
     first upload: the host array is refreshed after each epoch call, but
     writes to the host array are NOT sent back to the device. Use it around
-    a training loop whose only writes to P/M/S/bstate are the kernels' own.
+    a training loop whose only writes to P/M/S/intercept are the kernels' own.
     Leaving the outermost session also drops the cached data arrays, so a
     fit's device memory is freed when its loop ends.
     """
