@@ -233,7 +233,7 @@ def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier, va
     from .training import FMState
     n_features, k = X.shape[1], int(est.n_factors)
     if not resume:
-        est.history_ = {"train_loss": [], "val_loss": [], "time_s": []}
+        est.history_ = {"train_loss": [], "val_loss": [], "val_score": [], "time_s": []}
         est._chain = None
         w0 = probit_w0(y, sw) if is_classifier else float(np.dot(sw, y) / np.sum(sw))
         est._state = FMState.init(n_features, k, dtype, float(est.init_std), w0, rng)
