@@ -11,6 +11,12 @@ state. This module writes and reads that container; turning it back into
 an estimator is fmnumba.io.load's job, so nothing here knows the estimator
 classes. Every member is stored uncompressed, so every size the file
 declares is bounded by the file's own size before anything is allocated.
+
+A Gibbs-sampled model (solver="mcmc", version 3) adds samples_P (n_kept ×
+n_features × (1 + k), the kept samples), samples_scalars (2 × n_kept: each
+sample's w0 and noise precision α) and chain_hyper ((2 + 2k) × n_groups:
+μ_w, λ_w, then μ_v and λ_v per factor), with meta["chain"] = {seed,
+sweeps, alpha}. Files of versions 1 and 2 still load.
 """
 import datetime
 import json
@@ -26,8 +32,8 @@ import numpy as np
 from ._version import __version__
 
 FORMAT = "fmnumba-model"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 CLASS_KINDS = {"b", "i", "u", "f", "U", "M", "m", "O"}   # dtype kinds of classes_ a file may hold
 _CLASS_DTYPE = re.compile(r"^[<>|=]?(b1|[iuf][1248]|U\d{1,10}|[Mm]8(\[\d*[a-zA-Z]+\])?|O8?)$")
 _MAX_MEMBERS = 16
@@ -273,6 +279,14 @@ def _metadata(est):
         arrays["rng_keys"] = np.asarray(keys, dtype=np.uint32)
         meta["rng"] = {"pos": int(pos), "has_gauss": int(has_gauss),
                        "cached_gaussian": float(cached)}
+    chain = getattr(est, "_chain", None)
+    if chain is not None:
+        meta["chain"] = {"seed": int(chain.seed), "sweeps": int(chain.sweeps),
+                         "alpha": float(chain.alpha)}
+        arrays["samples_P"] = chain.samples_P
+        arrays["samples_scalars"] = np.stack([chain.samples_w0, chain.samples_alpha])
+        arrays["chain_hyper"] = np.vstack([chain.mu_w[None], chain.lam_w[None], chain.mu_v,
+                                           chain.lam_v])
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     return arrays
 

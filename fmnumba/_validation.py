@@ -14,7 +14,7 @@ from sklearn.utils.validation import (_check_feature_names, _check_n_features, c
                                       column_or_1d)
 
 ADAM_SOLVERS = ("adam", "adamw")  # lazy Adam, L2 in the gradient or decoupled (AdamW)
-SOLVERS = ADAM_SOLVERS + ("sgd",)
+SOLVERS = ADAM_SOLVERS + ("sgd", "mcmc", "als")  # mcmc, als: fmnumba/bayes.py
 
 _INT32_MAX = np.iinfo(np.int32).max
 _INT64_MAX = np.iinfo(np.int64).max
@@ -401,7 +401,8 @@ def check_params(est, valid_losses):
     _num("n_factors", est.n_factors, 1, False, integer=True)
     _num("learning_rate", est.learning_rate, 0, True)
     _num("lr_decay", est.lr_decay, 0, False)
-    _num("max_iter", est.max_iter, 1, False, integer=True)
+    if est.max_iter is not None:  # None: the solver's default
+        _num("max_iter", est.max_iter, 1, False, integer=True)
     _num("batch_size", est.batch_size, 1, False, integer=True)
     _num("init_std", est.init_std, 0, False)
     _num("validation_fraction", est.validation_fraction, 0, True, hi=1)
@@ -414,7 +415,9 @@ def check_params(est, valid_losses):
         raise ValueError(f"loss={est.loss!r} is not supported by {type(est).__name__}; "
                          f"choose one of {sorted(valid_losses)}.")
     if est.solver not in SOLVERS:
-        raise ValueError(f"solver={est.solver!r} is unknown; choose 'adam', 'adamw' or 'sgd'.")
+        raise ValueError(f"solver={est.solver!r} is unknown; choose 'adam', 'adamw' or 'sgd' "
+                         "(gradient steps), 'mcmc' (Gibbs sampling) or 'als' (alternating "
+                         "least squares).")
     if est.device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device={est.device!r} is unknown; choose 'cpu', 'cuda' or 'auto'.")
     check_n_jobs(est.n_jobs)

@@ -10,6 +10,7 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _validation as validation
+from . import bayes
 from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
@@ -23,12 +24,12 @@ class _BaseFM(BaseEstimator):
     _valid_losses = ()
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
+                 learning_rate=0.01, lr_decay=1.0, max_iter=None, batch_size=256,
                  l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
-                 scoring=None):
+                 scoring=None, n_burnin=None, n_kept_samples=None):
         self.n_factors = n_factors
         self.loss = loss
         self.solver = solver
@@ -52,6 +53,8 @@ class _BaseFM(BaseEstimator):
         self.on_divergence = on_divergence
         self.groups = groups
         self.scoring = scoring
+        self.n_burnin = n_burnin
+        self.n_kept_samples = n_kept_samples
 
     # --- fitted views -------------------------------------------------
     @property
@@ -114,7 +117,13 @@ class _BaseFM(BaseEstimator):
             self._check_monitor_params()
             dtype = validation.resolve_dtype(self.dtype)
             check_init_std(float(self.init_std), dtype)
-            max_iter = int(self.max_iter) if max_iter is None else max_iter
+            if max_iter is None:
+                max_iter = (bayes.default_max_iter(self.solver) if self.max_iter is None
+                            else int(self.max_iter))
+            bayesian = self.solver in bayes.BAYES_SOLVERS
+            if bayesian:
+                bayes.check_solver_use(self, self.solver, eval_set, partial,
+                                       isinstance(self, ClassifierMixin))
             resume = hasattr(self, "_state") and (partial or self.warm_start)
             tx.resume = resume
             Xc = validation.check_X(self, X, reset=not resume, dtype=dtype)
@@ -131,12 +140,20 @@ class _BaseFM(BaseEstimator):
             tx.keep_rng(self._rng)
             rng = np.random.default_rng(self._rng.randint(0, 2**31 - 1))
             val, rows = None, None
-            early_stopping = self._early_stopping_on(Xc.shape[0], partial)
+            early_stopping = not bayesian and self._early_stopping_on(Xc.shape[0], partial)
             if eval_set is not None:
                 val = self._check_eval_set(eval_set, dtype)
             elif early_stopping:
                 rows, val = _split_validation(Xc, y_enc, sw, self.validation_fraction, rng)
             kern = get_kernels(self.device, Xc.nnz)
+            if bayesian:
+                if not resume:
+                    validation.check_model_size(Xc.shape[1], int(self.n_factors), dtype,
+                                                self.solver)
+                bayes.sample_schedule(self.n_burnin, self.n_kept_samples, max_iter, Xc.shape[1],
+                                      int(self.n_factors), dtype)  # bad values fail here
+                self._fit_bayes(tx, Xc, y_enc, sw, dtype, rng, resume, max_iter, val)
+                return self
             validation.check_model_size(
                 Xc.shape[1], int(self.n_factors), dtype, self.solver, n_rows=Xc.shape[0],
                 batch_nnz=validation.max_batch_nnz(Xc, self.batch_size),
@@ -145,6 +162,7 @@ class _BaseFM(BaseEstimator):
                 existing=0 if not resume else (1 if self._state.M is None else 3),
                 held=0 if resume else _held_bytes(self))
             cfg = self._config(Xc.shape[1], dtype, early_stopping=early_stopping)
+            self.__dict__.pop("_chain", None)
             if resume:
                 state, history = self._state, self.history_
             else:
@@ -162,6 +180,20 @@ class _BaseFM(BaseEstimator):
                         kernel_weights(sw, cfg.solver, dtype, rows), cfg, max_iter, rng, val,
                         state, history, rows, scorer)
         return self
+
+    def _fit_bayes(self, tx, Xc, y_enc, sw, dtype, rng, resume, max_iter, val):
+        """solver mcmc / als: bayes.fit_estimator sets _state, _chain and
+        history_ itself; the transaction keeps or restores them as for the
+        gradient solvers."""
+        before = len(self.history_["train_loss"]) if resume else 0
+        self._record_target_range(y_enc, resume)
+        try:
+            bayes.fit_estimator(self, Xc, y_enc, sw, dtype, rng, resume, max_iter,
+                                isinstance(self, ClassifierMixin), val)
+        finally:
+            if hasattr(self, "_state") and getattr(self, "history_", None) is not None:
+                tx.started(self._state, self.history_)
+                tx.epochs_before = before
 
     def _train(self, kern, X, y, sw, cfg, max_iter, rng, val, state, history, rows=None,
                scorer=None):
@@ -246,6 +278,8 @@ class _BaseFM(BaseEstimator):
         """Raw model output ŷ, shape (n_samples,), float64."""
         check_is_fitted(self, "_state")
         Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
+        if getattr(self, "_chain", None) is not None:
+            return self._posterior(Xc)[0]
         kern = get_kernels("cpu")
         with numba_threads(self.n_jobs):
             out = predict_raw(kern, Xc, self._state)
@@ -255,6 +289,17 @@ class _BaseFM(BaseEstimator):
                 f"X: the prediction for row {bad} overflowed {self._state.P.dtype} "
                 "(values too large for the model). Scale X's values or use dtype=np.float64.")
         return out.astype(np.float64)
+
+    def _posterior(self, Xc):
+        """mcmc: (mean, var) over the kept samples for canonical Xc (see
+        bayes.posterior); the classifier's mean is turned into Φ⁻¹(P(y = 1))."""
+        mean, var = bayes.posterior(self, Xc)
+        if not np.all(np.isfinite(mean)):
+            bad = int(np.argmin(np.isfinite(mean)))
+            raise ValueError(
+                f"X: the prediction for row {bad} overflowed {self._state.P.dtype} "
+                "(values too large for the model). Scale X's values or use dtype=np.float64.")
+        return (bayes.probit_score(mean), mean) if hasattr(self, "classes_") else (mean, var)
 
     def save(self, path):
         """Write the fitted model to `path` (.npz + JSON metadata, no pickle)."""
@@ -353,6 +398,27 @@ def _scorer(est, scoring):
                          "'neg_log_loss' or 'neg_root_mean_squared_error', or a callable "
                          "scorer(estimator, X, y).") from None
 
+_BAYES_DOC = """
+    solver="mcmc" (Bayesian FM, Gibbs sampling as libFM's MCMC and myFM):
+    hierarchical priors (per group of `groups`) are sampled, so there is no
+    learning rate or L2 strength to tune: learning_rate, lr_decay,
+    batch_size, l2_reg_w and l2_reg_v are ignored. max_iter counts sweeps
+    (None: 200); the first n_burnin sweeps (None: 5) are not kept and
+    n_kept_samples (None: all the rest, thinned to at most 1 GiB) samples
+    of (w0, w, V), evenly spaced, are averaged by predict. They take
+    n_kept_samples × n_features × (1 + n_factors) × itemsize bytes
+    (MemoryError before allocating when that cannot fit). coef_, factors_
+    and intercept_ hold the chain's last sample; warm_start=True continues
+    the chain. Sample weights are frequency weights in the likelihood.
+    solver="als" (FMRegressor; libFM's and fastFM's ALS): exact coordinate
+    minimisation of ½ Σ s (y − ŷ)² + ½ λ_w ‖w‖² + ½ λ_v ‖V‖², L2 strengths
+    per sum of losses; max_iter counts sweeps (None: 100); learning_rate,
+    lr_decay and batch_size are ignored. With eval_set, history_
+    ["val_loss"] records each sweep's validation loss (mcmc: of the running
+    average of the predictions since burn-in). Neither takes early_stopping
+    or partial_fit, and both run on the CPU.
+    """
+
 
 def _split_validation(X, y, sw, fraction, rng):
     """Split off a validation_fraction of the rows: (ids of the training
@@ -373,19 +439,19 @@ class FMRegressor(RegressorMixin, _BaseFM):
     """Factorization Machine regressor (squared loss) on sparse or dense X.
 
     ŷ(x) = w0 + Σ_i w_i x_i + Σ_{i<j} <v_i, v_j> x_i x_j, trained with lazy
-    mini-batch Adam (default) or Hogwild SGD. See fmnumba's README for the
-    measured defaults.
+    mini-batch Adam (default), Hogwild SGD, Gibbs sampling (solver="mcmc")
+    or ALS (solver="als"). See fmnumba's README for the measured defaults.
     """
 
     _valid_losses = ("squared",)
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
+                 learning_rate=0.01, lr_decay=1.0, max_iter=None, batch_size=256,
                  l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
-                 scoring=None, clip_predictions=True):
+                 scoring=None, clip_predictions=True, n_burnin=None, n_kept_samples=None):
         super().__init__(
             n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
             lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
@@ -393,7 +459,8 @@ class FMRegressor(RegressorMixin, _BaseFM):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, warm_start=warm_start,
             random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
-            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring)
+            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring,
+            n_burnin=n_burnin, n_kept_samples=n_kept_samples)
         self.clip_predictions = clip_predictions
 
     def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
@@ -414,15 +481,33 @@ class FMRegressor(RegressorMixin, _BaseFM):
             lo, hi = min(lo, self.target_range_[0]), max(hi, self.target_range_[1])
         self.target_range_ = (lo, hi)
 
-    def predict(self, X):
+    def predict(self, X, return_std=False):
         """Predicted targets ŷ, shape (n_samples,), float64; with
         clip_predictions (the default) clipped to target_range_, the range
-        of the targets seen in training, as libFM does."""
-        out = self._decision(X)
+        of the targets seen in training, as libFM does.
+
+        return_std=True (solver="mcmc" only): also the posterior predictive
+        standard deviation, the spread of the kept samples' predictions plus
+        the noise variance 1/α (as BayesianRidge's return_std).
+        """
+        std = None
+        if not return_std:
+            out = self._decision(X)
+        else:
+            check_is_fitted(self, "_state")
+            if getattr(self, "_chain", None) is None:
+                raise ValueError("return_std=True needs a model fitted with solver='mcmc' "
+                                 f"(it has solver={self.solver!r}).")
+            Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
+            out, var = self._posterior(Xc)
+            std = np.sqrt(var)
         rng = getattr(self, "target_range_", None)
         if self.clip_predictions and rng is not None:
             np.clip(out, rng[0], rng[1], out=out)
-        return out
+        return out if std is None else (out, std)
+
+
+FMRegressor.__doc__ += _BAYES_DOC
 
 
 class FMClassifier(ClassifierMixin, _BaseFM):
@@ -430,17 +515,20 @@ class FMClassifier(ClassifierMixin, _BaseFM):
 
     Labels may be any two classes (classes_); predict returns them, and
     predict_proba (logistic loss only) returns [P(classes_[0]), P(classes_[1])].
+    With solver="mcmc" the model is the probit FM (latent targets drawn from
+    truncated normals): predict_proba averages Φ(ŷ_s) over the kept samples,
+    decision_function is Φ⁻¹ of that probability.
     """
 
     _valid_losses = ("logistic", "hinge")
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
-                 learning_rate=0.02, lr_decay=1.0, max_iter=30, batch_size=256,
+                 learning_rate=0.02, lr_decay=1.0, max_iter=None, batch_size=256,
                  l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
-                 scoring=None):
+                 scoring=None, n_burnin=None, n_kept_samples=None):
         super().__init__(
             n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
             lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
@@ -448,7 +536,8 @@ class FMClassifier(ClassifierMixin, _BaseFM):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, warm_start=warm_start,
             random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
-            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring)
+            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring,
+            n_burnin=n_burnin, n_kept_samples=n_kept_samples)
 
     def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
         if y is None:
@@ -539,6 +628,11 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     @available_if(_has_proba)
     def predict_proba(self, X):
         """Class probabilities [1 − σ(ŷ), σ(ŷ)], shape (n_samples, 2); logistic loss only."""
+        if getattr(self, "_chain", None) is not None:
+            check_is_fitted(self, "_state")
+            Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
+            p1 = self._posterior(Xc)[1]
+            return np.column_stack([1.0 - p1, p1])
         d = self.decision_function(X)
         p1 = 0.5 * (1.0 + np.tanh(0.5 * d))  # σ(d) without overflow
         return np.column_stack([1.0 - p1, p1])
@@ -546,5 +640,11 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     @available_if(_has_proba)
     def predict_log_proba(self, X):
         """log of predict_proba, computed stably; logistic loss only."""
+        if getattr(self, "_chain", None) is not None:
+            with np.errstate(divide="ignore"):
+                return np.log(self.predict_proba(X))
         d = self.decision_function(X)
         return -np.column_stack([np.logaddexp(0, d), np.logaddexp(0, -d)])
+
+
+FMClassifier.__doc__ += _BAYES_DOC

@@ -31,7 +31,7 @@ _ESTIMATORS = {"FMRegressor": FMRegressor, "FMClassifier": FMClassifier}
 _HISTORY_KEYS = ("train_loss", "val_loss", "val_score", "time_s")
 _META_KEYS = {"format", "format_version", "fmnumba_version", "estimator", "params", "dtype",
               "n_features", "n_factors", "t", "n_iter", "history", "feature_names_in",
-              "classes", "classes_dtype", "rng", "target_range"}
+              "classes", "classes_dtype", "rng", "target_range", "chain"}
 _INT64_MAX = 2**63 - 1
 _MT_WORDS = 624
 
@@ -51,10 +51,19 @@ def _count(meta, key, lo=0):
     return v
 
 
-def _checked_arrays(arrays, n, k, dtype, has_rng):
+def _checked_arrays(arrays, n, k, dtype, has_rng, chain=None):
     """The arrays of the file, each of the shape and dtype the metadata says,
-    finite, with non-negative second moments."""
+    finite, with non-negative second moments (chain: the Gibbs sampler's
+    metadata, whose arrays are then expected too)."""
     expect = {"P": ((n, k + 1), dtype), "bstate": ((3,), np.dtype(np.float64))}
+    if chain is not None:
+        s, h = arrays.get("samples_P"), arrays.get("chain_hyper")
+        if s is None or s.ndim != 3 or h is None or h.ndim != 2:
+            raise _Bad("the posterior samples are missing or malformed")
+        f64 = np.dtype(np.float64)
+        expect.update(samples_P=((s.shape[0], n, k + 1), dtype),
+                      samples_scalars=((2, s.shape[0]), f64),
+                      chain_hyper=((2 + 2 * k, h.shape[1]), f64))
     if ("M" in arrays) != ("S" in arrays):
         raise _Bad("only one of the Adam moments M, S is present")
     if "M" in arrays:
@@ -107,6 +116,30 @@ def _estimator(cls, meta, n, k, dtype, names):
             setattr(est, name, value := np.asarray(value, dtype=np.float64))
         validation.per_feature_l2(name, value, est.groups, n, names)
     return est
+
+
+def _chain(chain, arrays, state, k):
+    """The Gibbs sampler's state (kept samples, hyperparameters) of a file."""
+    from .mcmc import ChainState
+    if not isinstance(chain, dict) or set(chain) != {"seed", "sweeps", "alpha"}:
+        raise _Bad("chain is malformed")
+    _count(chain, "seed")
+    _count(chain, "sweeps")
+    alpha = chain["alpha"]
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0 \
+            or not math.isfinite(alpha):
+        raise _Bad("chain alpha must be a positive number")
+    h = arrays["chain_hyper"]
+    sc = arrays["samples_scalars"]
+    if h.shape[1] < 1 or arrays["samples_P"].shape[0] < 1:
+        raise _Bad("the posterior samples are missing or malformed")
+    if not (np.all(h[1] > 0) and np.all(h[2 + k:] > 0) and np.all(sc[1] > 0)):
+        raise _Bad("the sampler's precisions are not all positive")
+    return ChainState(P=state.P, w0=float(state.bias_state[0]), alpha=float(alpha),
+                      mu_w=h[0].copy(), lam_w=h[1].copy(), mu_v=h[2:2 + k].copy(),
+                      lam_v=h[2 + k:].copy(), seed=chain["seed"], sweeps=chain["sweeps"],
+                      samples_P=np.ascontiguousarray(arrays["samples_P"]),
+                      samples_w0=sc[0].copy(), samples_alpha=sc[1].copy())
 
 
 def _floats(values, what, allow_nan):
@@ -189,7 +222,8 @@ def _build(meta, arrays, size):
         raise _Bad(f"dtype {meta.get('dtype')!r} is not float32 or float64")
     dtype = dtypes[meta["dtype"]]
     n, k = _count(meta, "n_features", 1), _count(meta, "n_factors", 1)
-    arrays = _checked_arrays(arrays, n, k, dtype, "rng" in meta)
+    chain = meta.get("chain")
+    arrays = _checked_arrays(arrays, n, k, dtype, "rng" in meta, chain)
     names = meta.get("feature_names_in")
     if names is not None and (not isinstance(names, list) or len(names) != n
                               or not all(isinstance(c, str) for c in names)):
@@ -220,6 +254,8 @@ def _build(meta, arrays, size):
         est._rng = rng
     if target_range is not None:
         est.target_range_ = target_range
+    if chain is not None:
+        est._chain = _chain(chain, arrays, est._state, k)
     return est
 
 

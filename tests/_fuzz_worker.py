@@ -218,7 +218,7 @@ BAD_PARAM = [dict(n_factors=0), dict(learning_rate=-1.0), dict(learning_rate=flo
 def params_for(draw):
     p = dict(n_factors=draw(st.integers(1, 4)), max_iter=1, random_state=0,
              batch_size=draw(st.sampled_from([1, 3, 256])),
-             solver=draw(st.sampled_from(["adam", "adamw", "sgd"])),
+             solver=draw(st.sampled_from(["adam", "adamw", "sgd", "mcmc", "als"])),
              dtype=draw(st.sampled_from([np.float32, np.float64])),
              learning_rate=draw(st.sampled_from([0.01, 0.3, 1e3])),
              on_divergence=draw(st.sampled_from(["raise", "warn"])),
@@ -272,6 +272,8 @@ def run_model_case(draw):
     params, p_ok = params_for(draw)
     if classifier:
         params["loss"] = draw(st.sampled_from(["logistic", "hinge"])) if p_ok else params.get("loss", "logistic")
+        if params["solver"] in ("mcmc", "als"):  # the classifier's Bayesian FM is probit
+            params.update(solver="mcmc", loss="logistic")
     cls = FMClassifier if classifier else FMRegressor
     desc.update(estimator=cls.__name__, y_mode=str(y)[:200], sw=str(sw)[:100],
                 params={k: str(v) for k, v in params.items()})
@@ -753,8 +755,9 @@ def main():
     # compile (or load from the disk cache) outside the timed loop
     Xw = sp.random(20, 4, density=0.5, format="csr", random_state=0)
     for dt in (np.float32, np.float64):
-        for solver in ("adam", "adamw", "sgd"):
+        for solver in ("adam", "adamw", "sgd", "mcmc", "als"):
             FMRegressor(max_iter=1, dtype=dt, solver=solver).fit(Xw, np.ones(20)).predict(Xw)
+        FMClassifier(max_iter=1, dtype=dt, solver="mcmc").fit(Xw, np.arange(20) % 2).predict(Xw)
     model_bytes()
     m, enc, _ = rec_fixture()
     fmnumba.recommend(m, enc, [0], n=1)

@@ -406,3 +406,124 @@ def recommend_top_n(XU, XI, w0, P, skip, n):
         cand.sort(key=lambda i: (-S[u, i], i))
         chosen[u] = cand[:n]
     return S, chosen
+
+
+# --------------------------------------------------------------------------
+# Gibbs sampling (MCMC) and ALS: coordinate updates, dense
+# --------------------------------------------------------------------------
+# Any single parameter θ enters ŷ linearly: ŷ = g + θ h, with g = ŷ at θ = 0
+# and h = ŷ(θ = 1) − ŷ(θ = 0). Its conditional posterior under the prior
+# N(μ, 1/λ) and Gaussian noise of precision α·s_r is N(mean, 1/prec) with
+#     prec = α Σ s h² + λ,   mean = (α Σ s h (t − g) + μ λ) / prec,
+# and with α = 1, μ = 0 its mean is the exact minimiser of
+# ½ Σ s (t − ŷ)² + ½ λ θ² (ALS). Sweep order (fmnumba/cpu/_columns.py):
+# w0, then for each column j in `order`: w_j, v_j1, ..., v_jk.
+
+def coordinate_gh(X, w0, P, c, j):
+    """(g, h) of parameter P[j, c] (c = 0: w_j, c = f + 1: v_jf); j = -1: w0.
+
+    h = ∂ŷ/∂θ from its dense definition (x_j, or x_j (q_f − v_jf x_j) with
+    q = X V), g = ŷ − θ h: taking h as a difference of two predictions
+    would cancel catastrophically for tiny x.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    P = np.asarray(P, dtype=np.float64)
+    yhat = predict_identity(X, w0, P)
+    if j < 0:
+        return yhat - float(w0), np.ones(X.shape[0])
+    x = X[:, j]
+    if c == 0:
+        h = x.copy()
+    else:
+        q = X @ P[:, c]
+        h = x * (q - P[j, c] * x)
+    return yhat - P[j, c] * h, h
+
+
+def coordinate_step(X, t, s, w0, P, c, j, alpha, mu, lam, z=0.0):
+    """New value of P[j, c] (or w0 for j = -1): mean + z / √prec."""
+    g, h = coordinate_gh(X, w0, P, c, j)
+    s = np.asarray(s, dtype=np.float64)
+    prec = alpha * np.dot(s, h * h) + lam
+    if prec <= 0:
+        return float(w0) if j < 0 else float(P[j, c])
+    mean = (alpha * np.dot(s, h * (np.asarray(t, dtype=np.float64) - g)) + mu * lam) / prec
+    return float(mean + z / np.sqrt(prec))
+
+
+def gibbs_sweep(X, t, s, w0, P, order, alpha, lam0, mu_w, lam_w, mu_v, lam_v, gid, normal):
+    """One Gibbs sweep with fixed hyperparameters; returns (w0, P) float64.
+
+    mu_w, lam_w (G,); mu_v, lam_v (k, G); gid (p,) groups; normal(c, j)
+    gives the standard normal draw of parameter (c, j) (c = -1: w0).
+    """
+    P = np.array(P, dtype=np.float64)
+    k = P.shape[1] - 1
+    w0 = coordinate_step(X, t, s, w0, P, 0, -1, alpha, 0.0, lam0, normal(-1, 0))
+    for j in order:
+        g = gid[j]
+        P[j, 0] = coordinate_step(X, t, s, w0, P, 0, j, alpha, mu_w[g], lam_w[g], normal(0, j))
+        for f in range(k):
+            P[j, f + 1] = coordinate_step(X, t, s, w0, P, f + 1, j, alpha, mu_v[f, g],
+                                          lam_v[f, g], normal(f + 1, j))
+    return w0, P
+
+
+def als_sweep(X, y, s, w0, P, order, lam_w, lam_v):
+    """One ALS sweep: w0 (unregularised), then w_j, v_j1..v_jk per column j
+    of order, each set to its exact minimiser; lam_w, lam_v (p,)."""
+    P = np.array(P, dtype=np.float64)
+    k = P.shape[1] - 1
+    w0 = coordinate_step(X, y, s, w0, P, 0, -1, 1.0, 0.0, 0.0)
+    for j in order:
+        P[j, 0] = coordinate_step(X, y, s, w0, P, 0, j, 1.0, 0.0, lam_w[j])
+        for f in range(k):
+            P[j, f + 1] = coordinate_step(X, y, s, w0, P, f + 1, j, 1.0, 0.0, lam_v[j])
+    return w0, P
+
+
+def als_objective(X, y, s, w0, P, lam_w, lam_v):
+    """½ Σ s (y − ŷ)² + ½ Σ λ_w w² + ½ Σ λ_v ||v_j||² (lam_w, lam_v (p,))."""
+    w, V = split_P(P)
+    e = np.asarray(y, dtype=np.float64) - predict_identity(X, w0, P)
+    return 0.5 * (np.dot(np.asarray(s, dtype=np.float64), e * e) + np.dot(lam_w, w * w)
+                  + np.dot(lam_v, (V * V).sum(axis=1)))
+
+
+def blr_posterior(X, y, s, alpha, lam0, mu_w, lam_w):
+    """Closed-form posterior N(mean, cov) of (w0, w) for Bayesian linear
+    regression y ~ N(w0 + X w, 1/(α s)), w0 ~ N(0, 1/λ0), w_j ~ N(μ_j, 1/λ_j).
+    mu_w, lam_w (p,); returns mean (1 + p,), cov (1 + p, 1 + p)."""
+    X = np.asarray(X, dtype=np.float64)
+    Z = np.column_stack([np.ones(X.shape[0]), X])
+    s = np.asarray(s, dtype=np.float64)
+    prior_prec = np.concatenate([[lam0], lam_w])
+    prior_mean = np.concatenate([[0.0], mu_w])
+    A = alpha * (Z.T * s) @ Z + np.diag(prior_prec)
+    b = alpha * (Z.T * s) @ np.asarray(y, dtype=np.float64) + prior_prec * prior_mean
+    cov = np.linalg.inv(A)
+    return cov @ b, cov
+
+
+def normal_gamma_conditionals(theta, mu, mu0, gamma0, a_lam, b_lam):
+    """Conditionals of a group's hyperparameters given its n parameters θ:
+    λ | μ ~ Gamma(shape, rate) and, for that λ, μ | λ ~ N(m, 1/(c λ)).
+    Returns (shape, rate, m, c)."""
+    theta = np.asarray(theta, dtype=np.float64)
+    n = theta.shape[0]
+    shape = a_lam + 0.5 * (n + 1)
+    rate = b_lam + 0.5 * (gamma0 * (mu - mu0) ** 2 + np.sum((theta - mu) ** 2))
+    return shape, rate, (gamma0 * mu0 + theta.sum()) / (n + gamma0), n + gamma0
+
+
+def truncated_normal_moments(mean, positive):
+    """Mean and variance of N(mean, 1) truncated to (0, ∞) (positive) or
+    (−∞, 0): the probit latent target's conditional."""
+    from math import erfc, exp, pi, sqrt
+    m = mean if positive else -mean
+    phi = exp(-0.5 * m * m) / sqrt(2 * pi)
+    Phi = 0.5 * erfc(-m / sqrt(2))
+    lam = phi / Phi
+    mu_t = m + lam
+    var = 1.0 - lam * (m + lam)
+    return (mu_t if positive else -mu_t), var

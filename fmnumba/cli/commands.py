@@ -13,7 +13,9 @@ _FIT_PARAMS = (("factors", "n_factors"), ("epochs", "max_iter"), ("loss", "loss"
                ("solver", "solver"), ("learning_rate", "learning_rate"),
                ("lr_decay", "lr_decay"), ("batch_size", "batch_size"),
                ("l2_w", "l2_reg_w"), ("l2_v", "l2_reg_v"), ("init_std", "init_std"),
-               ("scoring", "scoring"))
+               ("scoring", "scoring"), ("burnin", "n_burnin"),
+               ("kept_samples", "n_kept_samples"))
+_SWEEP_SOLVERS = ("mcmc", "als")  # their passes are sweeps
 
 
 def _verbosity(flag):
@@ -107,7 +109,8 @@ def cmd_fit(args):
     t0 = time.perf_counter()
     model.fit(X, y, eval_set=eval_set)
     fit_s = time.perf_counter() - t0
-    epochs = f"{model.n_iter_} epoch{'' if model.n_iter_ == 1 else 's'}"
+    unit = "sweep" if model.solver in _SWEEP_SOLVERS else "epoch"
+    epochs = f"{model.n_iter_} {unit}{'' if model.n_iter_ == 1 else 's'}"
     train_loss = float(model.history_["train_loss"][-1])
     say(f"fitted {cls.__name__} (k={model.n_factors}, loss={model.loss}, "
         f"solver={model.solver}) on {X.shape[0]} rows x {X.shape[1]} features: "

@@ -26,8 +26,9 @@ They are translated to these options (a libFM flag without one is refused):
   -train FILE                TRAIN (positional)
   -test FILE                 --test FILE
   -dim '1,1,8'               --factors 8  (bias and linear terms are always on)
-  -iter 100                  --epochs 100
-  -method sgd|als|mcmc       --solver sgd|als|mcmc (where this version has them; sgda: none)
+  -iter 100                  --epochs 100  (sweeps for mcmc and als)
+  -method sgd|als|mcmc       --solver sgd|als|mcmc  (libFM's default mcmc; sgda: none)
+  (mcmc burn-in, samples)    --burnin 5 --kept-samples 195
   -learn_rate 0.01           --learning-rate 0.01
   -regular '0,0.01,0.01'     --l2-w 0.01 --l2-v 0.01  (the bias is not regularised)
   -init_stdev 0.1            --init-std 0.1
@@ -71,6 +72,16 @@ def _positive_int(value):
     if not 1 <= n < 2**63:
         raise argparse.ArgumentTypeError(f"expected a positive integer below 2**63, got "
                                          f"{value!r}")
+    return n
+
+
+def _nonneg_int(value):
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
     return n
 
 
@@ -197,12 +208,21 @@ def _add_fit(sub, d):
     p.add_argument("--factors", "-k", type=_positive_int, default=None,
                    help=f"number of latent factors k (default {d['n_factors']})")
     p.add_argument("--epochs", "--iter", type=_positive_int, default=None,
-                   help=f"number of passes over TRAIN (default {d['max_iter']})")
+                   help="number of passes over TRAIN (default 30 epochs; 200 sweeps for "
+                        "mcmc, 100 for als)")
     p.add_argument("--loss", choices=("squared", "logistic", "hinge"), default=None,
                    help="loss (default: squared for regression, logistic for classification)")
-    p.add_argument("--solver", choices=("adam", "adamw", "sgd"), default=None,
+    p.add_argument("--solver", "--method", choices=("adam", "adamw", "sgd", "mcmc", "als"),
+                   default=None,
                    help="optimiser (default adam; adamw: Adam with decoupled weight decay, "
-                        "the L2 strengths as decay rates)")
+                        "the L2 strengths as decay rates; mcmc: Bayesian FM by Gibbs "
+                        "sampling, no learning rate or L2 to set; als: alternating least "
+                        "squares, regression only)")
+    p.add_argument("--burnin", type=_nonneg_int, default=None,
+                   help="mcmc: sweeps before samples are kept (default 5)")
+    p.add_argument("--kept-samples", type=_positive_int, default=None,
+                   help="mcmc: posterior samples kept and averaged by predict (default: "
+                        "every sweep after burn-in, at most 1 GiB of them)")
     p.add_argument("--learning-rate", "--lr", type=_positive_float, default=None,
                    help=f"step size (default {d['learning_rate']})")
     p.add_argument("--lr-decay", type=_nonneg_float, default=None,
