@@ -311,17 +311,20 @@ def test_every_integer_coo_and_bsr_index_dtype_is_checked(dt):
                                     "neg", "ptr_dec", "ptr_neg", "tail"])
 @pytest.mark.parametrize("it", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_check_sends_every_defect_to_the_detailed_path(change, it, dtype):
+@pytest.mark.parametrize("near", [0, 4095, 4096, 9999])  # parallel chunks are 4096 rows
+def test_fused_check_sends_every_defect_to_the_detailed_path(change, it, dtype, near):
     """The one-pass kernel accepts only what needs no change; anything else
     takes the NumPy path (which repairs it or names the problem)."""
     from fmnumba.cpu.validate import csr_is_canonical
-    X = sp.random(300, 50, density=0.2, format="csr", random_state=1, dtype=dtype)
+    X = sp.random(10_000, 50, density=0.06, format="csr", random_state=1, dtype=dtype)
+    X.data[X.data == 0] = 1.0
     X.sum_duplicates()
     indptr, indices, data = X.indptr.astype(it), X.indices.astype(it), X.data.copy()
     assert csr_is_canonical((indptr, indices, data), np.int64(50))
-    r = 250  # a row past the first parallel chunk boundary would do as well
+    lens = np.diff(X.indptr)
+    rows = np.flatnonzero(lens >= 3)
+    r = int(rows[np.argmin(np.abs(rows - near))])
     a, b = indptr[r], indptr[r + 1]
-    assert b - a >= 3
     if change == "unsorted":
         indices[a], indices[a + 1] = indices[a + 1], indices[a]
     elif change == "duplicate":

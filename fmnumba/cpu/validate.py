@@ -22,8 +22,12 @@ def csr_is_canonical(X, n_cols):
     each row's indices strictly increasing (sorted, no duplicates) inside
     [0, n_cols), and every stored value finite and non-zero.
 
-    Branch-free inside a row (so the loop streams at memory speed); a chunk
-    stops at its first bad row.
+    Per chunk of rows: a pass over its indptr, then one flat, branch-free
+    pass over its entries (vectorised, at memory speed) that counts the
+    places where an index does not exceed the one before it; such a place
+    is allowed only where a row starts, so the chunk is sorted exactly when
+    that count equals the number of row starts (inside the chunk's entries)
+    whose first index does not exceed the previous row's last.
     """
     indptr, indices, data = X
     n = indptr.shape[0] - 1
@@ -32,23 +36,43 @@ def csr_is_canonical(X, n_cols):
     bad = np.zeros(n_chunks, dtype=np.uint8)
     inf = np.inf
     for c in prange(n_chunks):
-        stop = min(n, (c + 1) * CHUNK)
-        for r in range(c * CHUNK, stop):
+        r0 = c * CHUNK
+        r1 = min(n, r0 + CHUNK)
+        p0 = indptr[r0]
+        p1 = indptr[r1]
+        if p0 < 0 or p1 < p0 or p1 > nnz:
+            bad[c] = 1
+            continue
+        prev = p0
+        broken = False
+        for r in range(r0 + 1, r1 + 1):  # monotone and inside [p0, p1]
+            b = indptr[r]
+            broken |= (b < prev) | (b > p1)
+            prev = b
+        if broken:
+            bad[c] = 1
+            continue
+        allowed = 0  # row starts where a descent is allowed (and happens)
+        last = p0
+        for r in range(r0 + 1, r1):
             a = indptr[r]
-            b = indptr[r + 1]
-            if a < 0 or b < a or b > nnz:
-                bad[c] = 1
-                break
-            ok = True
-            prev = np.int64(-1)
-            for p in range(a, b):
-                j = np.int64(indices[p])
-                v = data[p]
-                ok &= (j > prev) & (j < n_cols) & (v != 0) & (abs(v) < inf)
-                prev = j
-            if not ok:
-                bad[c] = 1
-                break
+            if a != last and a < p1:
+                allowed += np.int64(indices[a] <= indices[a - 1])
+                last = a
+        if p1 == p0:
+            continue
+        descents = 0
+        wrong = False
+        j0 = indices[p0]
+        v0 = data[p0]
+        wrong |= (j0 < 0) | (j0 >= n_cols) | (v0 == 0) | (not abs(v0) < inf)
+        for p in range(p0 + 1, p1):
+            j = indices[p]
+            v = data[p]
+            wrong |= (j < 0) | (j >= n_cols) | (v == 0) | (not abs(v) < inf)
+            descents += np.int64(j <= indices[p - 1])
+        if wrong or descents != allowed:
+            bad[c] = 1
     for c in range(n_chunks):
         if bad[c]:
             return False
