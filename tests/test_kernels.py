@@ -883,3 +883,11 @@ def test_read_only_install_still_caches_between_runs(tmp_path):
     finally:
         for d, _, _ in os.walk(site):
             os.chmod(d, stat.S_IRWXU)
+
+
+def test_front_door_bench_runs_on_a_small_matrix():
+    from bench.front_door import measure
+    X = sp.random(3000, 400, density=0.02, format="csr", random_state=0, dtype=np.float32)
+    res = measure(X, ks=(4,), threads=1, repeats=1)
+    (row,) = res["rows"]
+    assert row["predict_s"] > 0 and row["ceiling_s"] > 0 and row["check_X_s"] > 0
