@@ -4,6 +4,7 @@ The kernels run with bounds checks off, so nothing reaches them without
 passing through here: structure of hand-built sparse matrices is checked
 before SciPy touches them (a malformed indptr can crash SciPy's C++ code).
 """
+import math
 import numbers
 import os
 
@@ -16,6 +17,7 @@ ADAM_SOLVERS = ("adam", "adamw")  # lazy Adam, L2 in the gradient or decoupled (
 SOLVERS = ADAM_SOLVERS + ("sgd",)
 
 _INT32_MAX = np.iinfo(np.int32).max
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def _fail(name, what, fix):
@@ -388,18 +390,39 @@ def check_sample_weight(sample_weight, n_rows):
         # The objective divides by Σ s, so scaling all weights by a power of two
         # changes nothing but keeps Σ s and s·ℓ inside float32's range.
         top = float(sw.max())
-        if not 2.0 ** -20 <= top <= 2.0 ** 20:
-            sw = sw * 2.0 ** -np.floor(np.log2(top))
+        if not 2.0 ** -20 <= top <= 2.0 ** 20:  # ldexp: 2**1074 itself would overflow
+            sw = np.ldexp(sw, -int(np.floor(np.log2(top))))
     return sw
 
 
+def _short(value):
+    """repr of value for a message, cut to 60 characters."""
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
 def _num(name, value, lo, lo_open, hi=None, integer=False):
+    """Check that value is a number (an integer with `integer`, then at most
+    int64's maximum) in the range given by lo, lo_open and hi."""
     ok_type = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, ok_type) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite {'integer' if integer else 'number'}, got {value!r}.")
+    what = "integer" if integer else "number"
+    if isinstance(value, bool) or not isinstance(value, ok_type):
+        raise ValueError(f"{name} must be a finite {what}, got {_short(value)}.")
+    if integer:
+        value = int(value)
+        if abs(value) > _INT64_MAX:
+            raise ValueError(f"{name} must be an integer within int64's range "
+                             f"(at most {_INT64_MAX}), got {_short(value)}.")
+    else:
+        try:
+            finite = math.isfinite(float(value))  # Fraction, Decimal-like Reals
+        except (OverflowError, TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ValueError(f"{name} must be a finite number, got {_short(value)}.")
     if (value <= lo if lo_open else value < lo) or (hi is not None and value > hi):
         rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
-        raise ValueError(f"{name} must be {rng}, got {value!r}.")
+        raise ValueError(f"{name} must be {rng}, got {_short(value)}.")
 
 
 def check_params(est, valid_losses):
@@ -424,10 +447,7 @@ def check_params(est, valid_losses):
         raise ValueError(f"solver={est.solver!r} is unknown; choose 'adam', 'adamw' or 'sgd'.")
     if est.device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device={est.device!r} is unknown; choose 'cpu', 'cuda' or 'auto'.")
-    if est.n_jobs is not None:
-        _num("n_jobs", est.n_jobs, -1, False, integer=True)
-        if est.n_jobs == 0:
-            raise ValueError("n_jobs must be a positive integer, -1 (all cores) or None.")
+    check_n_jobs(est.n_jobs)
     if not isinstance(est.verbose, numbers.Integral):
         raise ValueError(f"verbose must be an integer (0 silent, 1 progress bar), got "
                          f"{est.verbose!r}.")
@@ -439,6 +459,17 @@ def check_params(est, valid_losses):
                          f"numpy.random.RandomState, got {est.random_state!r}.")
     if est.on_divergence not in ("raise", "warn"):
         raise ValueError(f"on_divergence={est.on_divergence!r}; choose 'raise' or 'warn'.")
+
+
+def check_n_jobs(n_jobs):
+    """n_jobs must be None, -1 (all cores) or a positive integer."""
+    if n_jobs is None:
+        return
+    if (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
+            or not (n_jobs == -1 or 1 <= n_jobs <= _INT64_MAX)):
+        raise ValueError(f"n_jobs must be None, -1 (all cores) or a positive integer "
+                         f"(>= -1, not 0), got {_short(n_jobs)}; set it with "
+                         "set_params(n_jobs=...).")
 
 
 def groups_from_prefixes(groups, feature_names, n_features):
@@ -491,15 +522,27 @@ def per_feature_l2(name, value, groups, n_features, feature_names=None):
                          f"({n_features}), got shape {g.shape} and dtype {g.dtype}.")
     if g.size and g.min() < 0:
         raise ValueError("groups: group ids must be >= 0.")
-    n_groups = int(g.max()) + 1 if g.size else 0
-    vals = np.asarray(value, dtype=float)
-    if vals.ndim == 0:
-        vals = np.full(n_groups, float(vals))
+    top = int(g.max()) if g.size else -1
+    if top > _INT32_MAX:
+        raise ValueError(f"groups: group id {top} is too large (at most {_INT32_MAX}); "
+                         "number the groups 0, 1, 2, ...")
+    if np.ndim(value) == 0:  # one strength for every group: no per-group table
+        _num(name, value, 0, False)
+        return np.array([float(value)])
+    try:
+        vals = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or a sequence of numbers, one per "
+                         "group.") from None
+    n_groups = top + 1
     if vals.shape != (n_groups,):
         raise ValueError(f"{name} has {vals.shape[0] if vals.ndim else 1} values but groups "
-                         f"defines {n_groups} groups; pass one strength per group.")
-    for i, v in enumerate(vals):
-        _num(f"{name}[{i}]", float(v), 0, False)
+                         f"defines {n_groups} groups (ids 0 to {top}); pass one strength "
+                         "per group.")
+    bad = ~(np.isfinite(vals) & (vals >= 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name}[{i}] must be a finite number >= 0, got {vals[i]!r}.")
     if vals.size and (vals == vals[0]).all():
         return vals[:1].copy()
     return vals[g]

@@ -12,11 +12,13 @@ The data readers live in :mod:`fmnumba.readers`; their names
 ``RatingEncoder``, ``read_data``, ``detect_format``, ``Dataset``) stay
 importable from here as aliases for code written against earlier versions.
 """
+import math
+
 import numpy as np
 
 from . import _validation as validation
-from ._model_file import (CLASS_KINDS, FORMAT, FORMAT_VERSION, ModelFileError, invalid,
-                          read_model_file, save_model)
+from ._model_file import (FORMAT, FORMAT_VERSION, ModelFileError, decode_classes, invalid,
+                          read_model_file, same_labels, save_model)
 from .estimators import FMClassifier, FMRegressor
 from .readers import (  # noqa: F401  (aliases of fmnumba.readers, see the docstring)
     Dataset, RatingEncoder, detect_format, load_libffm, load_libsvm, load_movielens,
@@ -27,93 +29,203 @@ __all__ = ["load", "save_model", "ModelFileError", "FORMAT", "FORMAT_VERSION"]
 
 _ESTIMATORS = {"FMRegressor": FMRegressor, "FMClassifier": FMClassifier}
 _HISTORY_KEYS = ("train_loss", "val_loss", "time_s")
+_META_KEYS = {"format", "format_version", "fmnumba_version", "estimator", "params", "dtype",
+              "n_features", "n_factors", "t", "n_iter", "history", "feature_names_in",
+              "classes", "classes_dtype", "rng"}
+_INT64_MAX = 2**63 - 1
+_MT_WORDS = 624
 
 
-def _checked_arrays(path, arrays, n, k, dtype):
-    """The arrays of the file, each of the shape and dtype the metadata says
-    and finite."""
+class _Bad(Exception):
+    """A field of the file is not what a fit can produce (message: why)."""
+
+
+def _is_count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
+
+
+def _count(meta, key, lo=0):
+    v = meta.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= _INT64_MAX:
+        raise _Bad(f"{key} must be an integer in [{lo}, 2**63), got {v!r}")
+    return v
+
+
+def _checked_arrays(arrays, n, k, dtype, has_rng):
+    """The arrays of the file, each of the shape and dtype the metadata says,
+    finite, with non-negative second moments."""
     expect = {"P": ((n, k + 1), dtype), "bstate": ((3,), np.dtype(np.float64))}
     if ("M" in arrays) != ("S" in arrays):
-        raise invalid(path, "only one of the Adam moments M, S is present")
+        raise _Bad("only one of the Adam moments M, S is present")
     if "M" in arrays:
         expect["M"] = expect["S"] = ((n, k + 1), dtype)
+    if has_rng:
+        expect["rng_keys"] = ((_MT_WORDS,), np.dtype(np.uint32))
+    if set(arrays) - set(expect):
+        raise _Bad(f"unexpected arrays {sorted(set(arrays) - set(expect))}")
+    if set(expect) - set(arrays):
+        raise _Bad(f"missing arrays {sorted(set(expect) - set(arrays))}")
     for name, (shape, dt) in expect.items():
         a = arrays[name]
         if a.shape != shape or a.dtype != dt:
-            raise invalid(path, f"array {name} has shape {a.shape} and dtype {a.dtype}, "
-                                f"expected {shape} and {dt}")
-        if not np.all(np.isfinite(a)):
-            raise invalid(path, f"array {name} holds non-finite values")
-    if set(arrays) - set(expect):
-        raise invalid(path, f"unexpected arrays {sorted(set(arrays) - set(expect))}")
+            raise _Bad(f"array {name} has shape {a.shape} and dtype {a.dtype}, "
+                       f"expected {shape} and {dt}")
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise _Bad(f"array {name} holds non-finite values")
+    if "S" in arrays and (arrays["S"].min(initial=0) < 0):
+        raise _Bad("the Adam second moments S hold negative values")
+    if arrays["bstate"][2] < 0:
+        raise _Bad("the bias's Adam second moment is negative")
     return arrays
 
 
-def _estimator(path, cls, meta, k, dtype):
+def _estimator(cls, meta, n, k, dtype, names):
     """cls built from the file's hyperparameters, checked as fit checks them."""
+    if not isinstance(meta.get("params"), dict):
+        raise _Bad("params is not a mapping")
     params = dict(meta["params"])
+    if params.get("dtype") != dtype.name:
+        raise _Bad(f"params dtype {params.get('dtype')!r} differs from the arrays' {dtype.name}")
     params["dtype"] = dtype.type
     unknown = set(params) - set(cls().get_params())
     if unknown:
-        raise invalid(path, f"unknown parameters {sorted(unknown)}")
+        raise _Bad(f"unknown parameters {sorted(unknown)}")
     est = cls(**params)
-    if est.groups is not None:
+    if isinstance(est.groups, dict):  # feature-name prefixes -> group ids
+        if not all(_is_count(g) for g in est.groups.values()):
+            raise _Bad("groups maps a prefix to something other than a group id")
+    elif est.groups is not None:
+        if not isinstance(est.groups, list):
+            raise _Bad("groups is not a list")
         est.groups = np.asarray(est.groups)
     validation.check_params(est, est._valid_losses)
     if est.n_factors != k:
-        raise invalid(path, f"n_factors={est.n_factors} but the factor table has {k} columns")
+        raise _Bad(f"n_factors={est.n_factors} but the factor table has {k} columns")
+    for name in ("l2_reg_w", "l2_reg_v"):
+        value = getattr(est, name)
+        if isinstance(value, list):
+            setattr(est, name, value := np.asarray(value, dtype=np.float64))
+        validation.per_feature_l2(name, value, est.groups, n, names)
     return est
 
 
-def _classes(path, meta):
-    cdt = np.dtype(meta["classes_dtype"])
-    if (cdt.kind not in CLASS_KINDS or not isinstance(meta["classes"], list)
-            or len(meta["classes"]) != 2
-            or not all(isinstance(c, (bool, int, float, str)) for c in meta["classes"])):
-        raise invalid(path, "classes are malformed")
-    classes = np.asarray(meta["classes"], dtype=cdt)
-    if classes.shape != (2,) or classes[0] == classes[1]:
-        raise invalid(path, "classes are malformed")
+def _floats(values, what, allow_nan):
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise _Bad(f"history {what} is not a list of numbers")
+    out = [float(v) for v in values]
+    if not all((allow_nan and math.isnan(v)) or (math.isfinite(v) and v >= 0) for v in out):
+        raise _Bad(f"history {what} holds negative or infinite values")
+    return out
+
+
+def _history(meta, n_iter):
+    history = meta.get("history")
+    if not isinstance(history, dict) or set(history) - set(_HISTORY_KEYS):
+        raise _Bad("history is malformed")
+    out = {key: _floats(history.get(key, []), key, allow_nan=key != "time_s")
+           for key in _HISTORY_KEYS}
+    if len(out["train_loss"]) != n_iter or len(out["time_s"]) != n_iter:
+        raise _Bad(f"history has {len(out['train_loss'])} train losses and "
+                   f"{len(out['time_s'])} times for n_iter={n_iter} epochs")
+    if len(out["val_loss"]) > n_iter:
+        raise _Bad("history has more validation losses than epochs")
+    if any(b < a for a, b in zip(out["time_s"], out["time_s"][1:])):
+        raise _Bad("history time_s decreases")
+    return out
+
+
+def _classes(meta, size):
+    try:
+        classes = decode_classes(meta.get("classes"), meta.get("classes_dtype"), size)
+    except (ValueError, OverflowError, TypeError) as e:
+        raise _Bad(f"classes are malformed: {e}") from None
+    try:
+        ordered = np.unique(classes)
+    except TypeError:
+        raise _Bad("classes cannot be compared with each other") from None
+    if ordered.shape != (2,) or not same_labels(ordered, classes):
+        raise _Bad("classes are not two distinct labels in sorted order")
     return classes
+
+
+def _random_state(meta, keys):
+    rng = meta["rng"]
+    if not isinstance(rng, dict) or set(rng) != {"pos", "has_gauss", "cached_gaussian"}:
+        raise _Bad("rng is malformed")
+    pos = _count(rng, "pos")
+    has_gauss = _count(rng, "has_gauss")
+    cached = rng["cached_gaussian"]
+    if (pos > _MT_WORDS or has_gauss > 1 or not isinstance(cached, (int, float))
+            or isinstance(cached, bool) or not math.isfinite(cached) or not keys.any()):
+        raise _Bad("rng state is not one a Mersenne Twister can be in")
+    state = np.random.RandomState()
+    state.set_state(("MT19937", keys, pos, has_gauss, float(cached)))
+    return state
+
+
+def _build(meta, arrays, size):
+    unknown = set(meta) - _META_KEYS
+    if unknown:
+        raise _Bad(f"unknown fields {sorted(unknown)}")
+    if not isinstance(meta.get("fmnumba_version"), str):
+        raise _Bad("fmnumba_version is not a string")
+    cls = _ESTIMATORS.get(meta.get("estimator")) if isinstance(meta.get("estimator"), str) \
+        else None
+    if cls is None:
+        raise _Bad(f"unknown estimator {meta.get('estimator')!r}")
+    dtypes = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+    if not isinstance(meta.get("dtype"), str) or meta["dtype"] not in dtypes:
+        raise _Bad(f"dtype {meta.get('dtype')!r} is not float32 or float64")
+    dtype = dtypes[meta["dtype"]]
+    n, k = _count(meta, "n_features", 1), _count(meta, "n_factors", 1)
+    arrays = _checked_arrays(arrays, n, k, dtype, "rng" in meta)
+    names = meta.get("feature_names_in")
+    if names is not None and (not isinstance(names, list) or len(names) != n
+                              or not all(isinstance(c, str) for c in names)):
+        raise _Bad("feature_names_in is malformed")
+    est = _estimator(cls, meta, n, k, dtype, names)
+    t, n_iter = _count(meta, "t"), _count(meta, "n_iter")
+    if "M" not in arrays and t:
+        raise _Bad(f"Adam step count t={t} without Adam moments")
+    history = _history(meta, n_iter)
+    if (cls is FMClassifier) != ("classes" in meta) or ("classes" in meta) != (
+            "classes_dtype" in meta):
+        raise _Bad("classes are missing or present on a regressor")
+    classes = _classes(meta, size) if cls is FMClassifier else None
+    rng = _random_state(meta, arrays["rng_keys"]) if "rng" in meta else None
+
+    est._state = FMState(P=np.ascontiguousarray(arrays["P"]),
+                         bias_state=arrays["bstate"].copy(), M=arrays.get("M"),
+                         S=arrays.get("S"), t=t)
+    est.n_features_in_ = n
+    est.n_iter_ = n_iter
+    est.history_ = history
+    if names is not None:
+        est.feature_names_in_ = np.asarray(names, dtype=object)
+    if classes is not None:
+        est.classes_ = classes
+    if rng is not None:
+        est._rng = rng
+    return est
 
 
 def load(path):
     """Load a model written by `save`; returns a fitted FMRegressor or
-    FMClassifier. Raises FileNotFoundError, or ModelFileError for a file
-    that is not a valid model file."""
-    meta, arrays = read_model_file(path)
-    cls = _ESTIMATORS.get(meta.get("estimator"))
-    if cls is None:
-        raise invalid(path, f"unknown estimator {meta.get('estimator')!r}")
+    FMClassifier, which predicts as the saved one did and continues training
+    (partial_fit, warm_start) exactly as it would have. Raises
+    FileNotFoundError or PermissionError for a file that cannot be opened, and
+    ModelFileError (a ValueError) for anything that is not a valid model file:
+    not a regular file, unreadable, foreign, truncated, inconsistent, or
+    holding a value no fit produces."""
+    meta, arrays, size = read_model_file(path)
     try:
-        dtype = np.dtype({"float32": np.float32, "float64": np.float64}[meta["dtype"]])
-        n, k = int(meta["n_features"]), int(meta["n_factors"])
-        arrays = _checked_arrays(path, arrays, n, k, dtype)
-        est = _estimator(path, cls, meta, k, dtype)
-        for key in ("t", "n_iter"):
-            if isinstance(meta[key], bool) or not isinstance(meta[key], int) or meta[key] < 0:
-                raise invalid(path, f"{key} must be a non-negative integer")
-        history = meta["history"]
-        if not isinstance(history, dict) or not all(
-                isinstance(history.get(h, []), list) for h in _HISTORY_KEYS):
-            raise invalid(path, "history is malformed")
-        est._state = FMState(P=np.ascontiguousarray(arrays["P"]),
-                             bias_state=arrays["bstate"].copy(), M=arrays.get("M"),
-                             S=arrays.get("S"), t=int(meta["t"]))
-        est.n_features_in_ = n
-        est.n_iter_ = int(meta["n_iter"])
-        est.history_ = {key: [float(v) for v in history.get(key, [])] for key in _HISTORY_KEYS}
-        if "feature_names_in" in meta:
-            names = meta["feature_names_in"]
-            if (not isinstance(names, list) or len(names) != n
-                    or not all(isinstance(c, str) for c in names)):
-                raise invalid(path, "feature_names_in is malformed")
-            est.feature_names_in_ = np.asarray(names, dtype=object)
-        if cls is FMClassifier:
-            est.classes_ = _classes(path, meta)
+        return _build(meta, arrays, size)
+    except _Bad as e:
+        raise invalid(path, str(e)) from None
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
-            RecursionError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any other failure: the file is not valid
         raise invalid(path, f"metadata is incomplete or malformed: {e!r}") from None
-    return est

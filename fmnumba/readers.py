@@ -11,14 +11,15 @@
 
 Every loader returns a CSR matrix with sorted indices and summed duplicates.
 Malformed input raises :class:`ValueError` naming the file and, where it can
-be found, the 1-based line number.
+be found, the 1-based line number. Paths may name pipes (``<(cat f)``), FIFOs
+and gzip, bz2 or xz files, which are read once into memory up to a bound (see
+:mod:`fmnumba._source`); a UTF-8 byte-order mark is skipped.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import os
 from array import array
 from typing import NamedTuple, Optional
 
@@ -27,6 +28,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from ._formats import FORMAT_ALIASES
+from ._source import Source, open_source
 
 __all__ = [
     "FORMAT_ALIASES",
@@ -49,10 +51,12 @@ _INT32_MAX = np.iinfo(np.int32).max
 # helpers
 # ---------------------------------------------------------------------------
 
-def _fspath(path) -> str:
-    if hasattr(path, "read"):
-        raise TypeError("expected a file path (str or os.PathLike), got a file object")
-    return os.fspath(path)
+_MAX_INDEX = 2**62  # feature indices beyond this cannot be a column of any model
+
+
+def _show(token: str) -> str:
+    """repr of a token for a message, cut to 40 characters."""
+    return repr(token if len(token) <= 40 else token[:40] + "...")
 
 
 def _finite(token: str, what: str) -> float:
@@ -60,19 +64,22 @@ def _finite(token: str, what: str) -> float:
     try:
         value = float(token)
     except ValueError:
-        raise ValueError(f"{what} {token!r} is not a number") from None
+        raise ValueError(f"{what} {_show(token)} is not a number") from None
     if not math.isfinite(value):
-        raise ValueError(f"{what} {token!r} is not a finite number")
+        raise ValueError(f"{what} {_show(token)} is not a finite number")
     return value
 
 
-def _index(token: str, what: str) -> int:
+def _index(token: str, what: str, limit=_MAX_INDEX) -> int:
     try:
         value = int(token)
     except ValueError:
-        raise ValueError(f"{what} {token!r} is not an integer") from None
+        raise ValueError(f"{what} {_show(token)} is not an integer") from None
     if value < 0:
-        raise ValueError(f"{what} {token!r} is negative")
+        raise ValueError(f"{what} {_show(token)} is negative")
+    if value > limit:
+        raise ValueError(f"{what} {_show(token)} is too large (at most {limit}); "
+                         "renumber or hash the ids")
     return value
 
 
@@ -113,7 +120,7 @@ def _parse_libsvm_line(line: str):
     for tok in tokens[1:]:
         key, sep, value = tok.partition(":")
         if not sep or ":" in value:
-            raise ValueError(f"malformed token {tok!r}: expected index:value")
+            raise ValueError(f"malformed token {_show(tok)}: expected index:value")
         if key == "qid":
             _index(value, "qid")
             continue
@@ -122,9 +129,9 @@ def _parse_libsvm_line(line: str):
     return label, idx, val
 
 
-def _iter_libsvm(path: str, zero_based):
+def _iter_libsvm(path: Source, zero_based):
     """Yield (lineno, label, idx, val), raising ValueError with path:line."""
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with path.text() as fh:
         for lineno, line in enumerate(fh, 1):
             try:
                 parsed = _parse_libsvm_line(line)
@@ -137,7 +144,7 @@ def _iter_libsvm(path: str, zero_based):
             yield (lineno,) + parsed
 
 
-def _load_libsvm_py(path: str, n_features, zero_based, dtype):
+def _load_libsvm_py(path: Source, n_features, zero_based, dtype):
     """Pure-Python libsvm reader: accepts unsorted and repeated indices."""
     labels = array("d")
     indptr = array("q", [0])
@@ -187,7 +194,7 @@ def load_libsvm(path, n_features=None, zero_based="auto", dtype=np.float32):
     """
     from sklearn.datasets import load_svmlight_file
 
-    path = _fspath(path)
+    path = open_source(path)
     if zero_based not in (True, False, "auto"):
         raise ValueError(f"zero_based must be True, False or 'auto', got {zero_based!r}")
     if n_features is not None:
@@ -195,8 +202,9 @@ def load_libsvm(path, n_features=None, zero_based="auto", dtype=np.float32):
         if n_features < 0:
             raise ValueError(f"n_features must be non-negative, got {n_features}")
     try:
-        X, y = load_svmlight_file(path, n_features=n_features, dtype=dtype,
-                                  zero_based=zero_based)
+        with path.binary() as fh:
+            X, y = load_svmlight_file(fh, n_features=n_features, dtype=dtype,
+                                      zero_based=zero_based)
     except OverflowError:  # sklearn's compiled reader stops at 32-bit feature indices
         return _load_libsvm_py(path, n_features, zero_based, dtype)
     except ValueError as exc:
@@ -246,7 +254,7 @@ def load_libffm(path, n_features=None, dtype=np.float32, on_conflict="first"):
     fields : int32 ndarray of length ``X.shape[1]`` with each column's field,
         -1 for features that never occur.
     """
-    path = _fspath(path)
+    path = open_source(path)
     if on_conflict not in ("raise", "first", "split"):
         raise ValueError(f"on_conflict must be 'raise', 'first' or 'split', got {on_conflict!r}")
     labels = array("d")
@@ -256,7 +264,7 @@ def load_libffm(path, n_features=None, dtype=np.float32, on_conflict="first"):
     field_of = {}      # feature -> field
     extra = {}         # (field, feature) -> extra column number (split mode)
     max_feat = -1
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with path.text() as fh:
         for lineno, line in enumerate(fh, 1):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
@@ -268,8 +276,9 @@ def load_libffm(path, n_features=None, dtype=np.float32, on_conflict="first"):
                 for tok in tokens[1:]:
                     parts = tok.split(":")
                     if len(parts) != 3:
-                        raise ValueError(f"malformed token {tok!r}: expected field:feature:value")
-                    field = _index(parts[0], "field index")
+                        raise ValueError(f"malformed token {_show(tok)}: expected "
+                                         "field:feature:value")
+                    field = _index(parts[0], "field index", _INT32_MAX)
                     feat = _index(parts[1], "feature index")
                     value = _finite(parts[2], "feature value")
                     known = field_of.setdefault(feat, field)
@@ -419,7 +428,7 @@ def load_ratings(path, sep=None, columns=("user", "item", "rating"), header="aut
     users, items : int64 or str arrays (see ``id_type``).
     ratings : float64 array.
     """
-    path = _fspath(path)
+    path = open_source(path)
     if len(columns) != 3:
         raise ValueError("columns must be (user, item, rating)")
     if header not in (True, False, "auto"):
@@ -430,7 +439,7 @@ def load_ratings(path, sep=None, columns=("user", "item", "rating"), header="aut
     ratings = array("d")
     split = None
     pos = None
-    with open(path, "r", encoding="utf-8", errors="replace", newline="") as fh:
+    with path.text(newline="") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.rstrip("\r\n")
             if not line.strip() or line.lstrip().startswith("#"):
@@ -685,15 +694,15 @@ def load_meta(path, n_features=None):
     integer >= 0) of feature j. Returns an int64 array; with `n_features`,
     its first n_features entries (a file covering fewer features is an
     error)."""
-    path = _fspath(path)
+    path = open_source(path)
     groups = []
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with path.text() as fh:
         for lineno, line in enumerate(fh, 1):
             tok = line.strip()
             if not tok:
                 continue
             try:
-                groups.append(_index(tok.split()[0], "group id"))
+                groups.append(_index(tok.split()[0], "group id", _INT32_MAX))
             except ValueError as exc:
                 raise ValueError(f"{path}, line {lineno}: {exc}") from None
     if n_features is not None and len(groups) < n_features:
@@ -721,7 +730,7 @@ def load_movielens(path, encoder=None, dtype=np.float32, user_features=None,
     the same columns (unknown ids get no entry). Extra keyword arguments go
     to :func:`load_ratings`.
     """
-    users, items, ratings = load_ratings(path, **kwargs)
+    users, items, ratings = load_ratings(open_source(path), **kwargs)
     if encoder is None:
         encoder = RatingEncoder(dtype=dtype, user_features=user_features,
                                 item_features=item_features).fit(users, items)
@@ -753,9 +762,9 @@ def detect_format(path, max_lines=20) -> str:
     Tokens ``a:b:c`` mean libffm, ``a:b`` libsvm, delimited columns without
     colons ratings. A file whose first lines hold only labels is libsvm.
     """
-    path = _fspath(path)
+    path = open_source(path)
     seen = 0
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with path.text() as fh:
         for line in fh:
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
@@ -781,7 +790,7 @@ def resolve_format(path, format="auto") -> str:
     :func:`read_data` reads ``path`` as: ``format`` looked up in
     :data:`FORMAT_ALIASES`, or detected from the file for "auto"."""
     if format == "auto":
-        return detect_format(path)
+        return detect_format(open_source(path))
     try:
         return FORMAT_ALIASES[str(format).lower()]
     except KeyError:
@@ -797,7 +806,7 @@ def read_data(path, format="auto", **kwargs) -> Dataset:
     Keyword arguments go to the matching loader (:func:`load_libsvm`,
     :func:`load_libffm`, :func:`load_movielens`).
     """
-    path = _fspath(path)
+    path = open_source(path)  # read once: a pipe cannot be read twice
     kind = resolve_format(path, format)
     if kind == "libsvm":
         X, y = load_libsvm(path, **kwargs)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._validation import ADAM_SOLVERS
+from ._validation import ADAM_SOLVERS, check_n_jobs
 from .losses import loss_numpy
 
 
@@ -90,6 +90,7 @@ def kernel_weights(sw, solver, dtype):
 @contextmanager
 def numba_threads(n_jobs):
     """Set Numba's thread count for the block and restore it afterwards."""
+    check_n_jobs(n_jobs)  # set_params after fit is not validated until here
     if n_jobs is None:
         yield numba.get_num_threads()
         return

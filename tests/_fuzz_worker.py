@@ -6,9 +6,11 @@ killing pytest.
 
 Each case builds adversarial input (hand-built CSR/CSC/COO with malformed
 structure and odd dtypes, dense arrays, NaN/inf/huge/tiny values, bad labels,
-weights and hyperparameters, mutated model files, bad recommend arguments)
-and calls fit, predict, predict_proba, score, partial_fit, load or
-recommend. The contract checked:
+weights and hyperparameters, mutated model files and model metadata, bad
+recommend arguments, special files as paths, labels of every type through
+save/load, text files with a byte-order mark, compressed or fed through a
+pipe) and calls fit, predict, predict_proba, score, partial_fit, save, load,
+recommend or the readers. The contract checked:
 
 * the only exceptions are ValueError, TypeError (NotFittedError is a
   ValueError), MemoryError for impossible model sizes and DivergenceError;
@@ -17,16 +19,33 @@ recommend. The contract checked:
   finite;
 * a structurally valid matrix with finite values is accepted, and its
   predictions equal those of the same data given densely (unsorted indices
-  and duplicates are sorted and summed).
+  and duplicates are sorted and summed);
+* load rejects every invalid file with a ModelFileError, whatever its
+  metadata declares, without growing the process by more than the bound
+  below; special paths (devices, FIFOs, sockets, directories, links) give
+  ValueError or OSError at once and save never replaces them;
+* labels come back from save/load with their type and value, or save
+  refuses them with a TypeError;
+* a data file reads the same plain, with a BOM, compressed or from a pipe.
 
 Before each case its description is written to --last, so a crash can be
 reported. The result JSON holds the number of cases run and the failures.
 """
 import argparse
+import bz2
+import datetime
+import gzip
 import json
+import lzma
 import os
+import random
+import resource
+import shutil
+import socket
+import stat
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -39,7 +58,8 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fmnumba  # noqa: E402
-from fmnumba import DivergenceError, FMClassifier, FMRegressor  # noqa: E402
+from fmnumba import DivergenceError, FMClassifier, FMRegressor, _source, readers  # noqa: E402
+from fmnumba._model_file import same_labels  # noqa: E402
 
 ALLOWED = (ValueError, TypeError, DivergenceError)
 ADVERSARIAL = [0.0, -0.0, 1.0, -1.0, 1e-45, 5e-324, 1e-30, 1e30, -1e30, 3e38, 1e200,
@@ -344,6 +364,314 @@ def run_load_case(draw, folder):
     return "load-ok"
 
 
+# --- model metadata, special paths, labels and text inputs ---------------------
+
+RSS_GROWTH_LIMIT = 1 << 30  # bytes a file case may add to the process's peak memory
+JUNK = [2**64, 2**63, 10**20, -1, 0, 1, True, False, None, 1.5, float("nan"), float("inf"),
+        -1e308, "", "<U999999999", "(99999999,)f8", "|O", "V99999999", "M8[as]", "float16",
+        [], [0] * 50, [[[[]]]], {}, {"a": 1}, ["int", 2**70], ["numpy", "<U99999999", "x"]]
+
+
+SIZE_KEYS = [("n_features",), ("n_factors",), ("classes_dtype",), ("t",), ("n_iter",),
+             ("params", "n_factors"), ("params", "batch_size"), ("params", "max_iter"),
+             ("rng", "pos")]
+SIZE_TEXTS = [f"<U{10**e}" for e in range(2, 13)] + [f"({10**e},)f8" for e in range(3, 10)] + [
+    "|S999999999", "<M8[999999999s]", "V" + "9" * 12]
+
+
+def _max_rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _meta_paths(meta, prefix=()):
+    """Every (key path) of the JSON metadata, nested dicts included."""
+    for k, v in meta.items():
+        yield prefix + (k,)
+        if isinstance(v, dict):
+            yield from _meta_paths(v, prefix + (k,))
+
+
+def _load_checked(path, X=None):
+    """load(path): a ModelFileError, or a model that predicts finite values."""
+    try:
+        m = fmnumba.load(path)
+    except fmnumba.ModelFileError:
+        return "rejected"
+    check_finite_model(m)
+    if X is not None:
+        out = m._decision(X[:, :m.n_features_in_]) if X.shape[1] >= m.n_features_in_ else None
+        assert out is None or np.all(np.isfinite(out)), "loaded model predicts non-finite"
+    return "ok"
+
+
+def run_meta_case(draw, folder):
+    """A valid model file whose JSON metadata (or an array header) is mutated."""
+    which = draw(st.sampled_from(["reg", "clf"]))
+    with np.load(_model_file(which, folder)) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    paths = sorted(_meta_paths(meta))
+    changes = []
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):  # a size the file declares
+            key = draw(st.sampled_from([k for k in SIZE_KEYS if k in paths]))
+            value = draw(st.one_of(st.integers(0, 2**66), st.sampled_from(SIZE_TEXTS)))
+        else:
+            key = draw(st.sampled_from(paths))
+            value = draw(st.one_of(st.sampled_from(JUNK), st.integers(-2**70, 2**70),
+                                   st.text(max_size=12), st.floats()))
+        node = meta
+        for k in key[:-1]:
+            node = node[k] if isinstance(node.get(k), dict) else {}
+        node[key[-1]] = value
+        changes.append((".".join(key), repr(value)[:60]))
+    if draw(st.integers(0, 4)) == 0:  # an array declaring a shape the file does not hold
+        name = draw(st.sampled_from(sorted(k for k in arrays if k != "meta")))
+        arrays[name] = np.zeros((draw(st.integers(0, 3)),) * draw(st.integers(0, 3)),
+                                dtype=draw(st.sampled_from([np.float32, np.float64,
+                                                            np.uint32, np.int8])))
+        changes.append((name, "resized"))
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    STATE["last"] = dict(kind="meta", estimator=which, changes=changes)
+    path = os.path.join(folder, "meta.npz")
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    before = _max_rss()
+    result = _load_checked(path, sp.random(4, 5, density=0.5, format="csr", random_state=0))
+    assert _max_rss() - before < RSS_GROWTH_LIMIT, "load grew the process past the bound"
+    return "meta-" + result
+
+
+def _model_file(which, folder):
+    path = os.path.join(folder, f"good-{which}.npz")
+    if not os.path.exists(path):
+        with open(path, "wb") as fh:
+            fh.write(model_bytes()[which])
+    return path
+
+
+def _special_path(draw, folder):
+    """(description, path) of something that is not a regular model or data file."""
+    kind = draw(st.sampled_from(["/dev/null", "/dev/zero", "/dev/urandom", "fifo", "dir",
+                                 "dangling", "link-dir", "link-dev", "missing", "empty",
+                                 "socket", "text"]))
+    base = os.path.join(folder, "special")
+    if kind.startswith("/dev/"):
+        return kind, kind
+    if kind == "fifo":
+        os.mkfifo(base)
+    elif kind == "dir":
+        os.makedirs(base, exist_ok=True)
+    elif kind == "dangling":
+        os.symlink(os.path.join(folder, "nowhere"), base)
+    elif kind == "link-dir":
+        os.symlink(folder, base)
+    elif kind == "link-dev":
+        os.symlink("/dev/zero", base)
+    elif kind == "empty":
+        open(base, "wb").close()
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(base)
+        s.close()
+    elif kind == "text":
+        with open(base, "w") as fh:
+            fh.write(draw(st.text(max_size=40)))
+    return kind, base
+
+
+def run_path_case(draw, folder):
+    folder = tempfile.mkdtemp(dir=folder)
+    try:
+        return _path_case(draw, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _path_case(draw, folder):
+    kind, path = _special_path(draw, folder)
+    call = draw(st.sampled_from(["load", "read_data", "detect_format", "save"]))
+    STATE["last"] = dict(kind="path", path=kind, call=call)
+    before = os.stat(path) if os.path.exists(path) else None
+    t0 = time.perf_counter()
+    try:
+        if call == "load":
+            try:
+                fmnumba.load(path)
+            except fmnumba.ModelFileError:
+                pass
+            except (FileNotFoundError, PermissionError) as e:
+                assert kind in ("missing", "dangling"), f"load raised {e!r} for {kind}"
+        elif call == "save":
+            m = FMRegressor(n_factors=2, max_iter=1).fit(np.eye(3), np.arange(3.0))
+            try:
+                m.save(path)
+            except ValueError:
+                assert before is not None and not stat.S_ISREG(before.st_mode)
+            after = os.stat(path)
+            if before is not None and not stat.S_ISREG(before.st_mode):
+                assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), \
+                    "save replaced a non-regular file"
+            elif kind != "missing":
+                assert stat.S_ISREG(after.st_mode)
+            if kind == "dangling":
+                assert os.path.islink(path), "save replaced the symlink"
+                os.unlink(os.path.realpath(path))
+        else:
+            try:
+                getattr(readers, call)(path)
+            except (ValueError, OSError):
+                pass
+    finally:
+        if kind == "missing" and os.path.exists(path):
+            os.unlink(path)
+    assert time.perf_counter() - t0 < 30, f"{call} on {kind} took too long"
+    return "path-" + call
+
+
+_LABEL_KINDS = {
+    "obj-int": lambda a, b: np.array([a, b], dtype=object),
+    "obj-npint": lambda a, b: np.array([np.int64(a), np.int64(b)], dtype=object),
+    "obj-mixed": lambda a, b: np.array([a, float(b)], dtype=object),
+    "int64": lambda a, b: np.array([a, b], dtype=np.int64),
+    "uint64": lambda a, b: np.array([abs(a), abs(b)], dtype=np.uint64),
+    "float": lambda a, b: np.array([a, b], dtype=np.float64),
+    "str": lambda a, b: np.array([f"é{a}", f"{b}\u2603"]),
+    "obj-str": lambda a, b: np.array([str(a), str(b)], dtype=object),
+    "bool": lambda a, b: np.array([a % 2 == 0, a % 2 == 1]),
+    "dt64": lambda a, b: np.array([a, b], dtype="datetime64[s]"),
+    "dt64-ns": lambda a, b: np.array([a, b], dtype="datetime64[ns]"),
+    "td64": lambda a, b: np.array([a, b], dtype="timedelta64[ms]"),
+    "obj-datetime": lambda a, b: np.array([datetime.datetime(2000, 1, 1) + datetime.timedelta(
+        seconds=a % 10**8), datetime.datetime(1990, 5, 5) + datetime.timedelta(
+        microseconds=b % 10**9)], dtype=object),
+    "obj-date": lambda a, b: np.array([datetime.date(2000, 1, 1) + datetime.timedelta(
+        days=a % 10**5), datetime.date(1800, 1, 1)], dtype=object),
+    "obj-timedelta": lambda a, b: np.array([datetime.timedelta(seconds=a % 10**8),
+                                            datetime.timedelta(days=-1)], dtype=object),
+}
+
+
+def run_label_case(draw, folder):
+    kind = draw(st.sampled_from(sorted(_LABEL_KINDS)))
+    a = draw(st.integers(-2**62, 2**62))
+    b = draw(st.integers(-2**62, 2**62).filter(lambda v: v != a))
+    pair = _LABEL_KINDS[kind](a, b)
+    n = 12
+    pick = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)) + [False, True])
+    y = pair[pick.astype(int)]
+    STATE["last"] = dict(kind="labels", labels=kind, pair=repr(pair)[:200])
+    X = sp.random(n + 2, 3, density=0.6, format="csr", random_state=0)
+    try:
+        m = FMClassifier(n_factors=2, max_iter=1, random_state=0).fit(X, y)
+    except (ValueError, TypeError):
+        return "labels-fit-rejected"
+    path = os.path.join(folder, "labels.npz")
+    try:
+        m.save(path)
+    except TypeError:
+        return "labels-save-refused"
+    m2 = fmnumba.load(path)
+    assert same_labels(m2.classes_, m.classes_), f"classes {m.classes_!r} -> {m2.classes_!r}"
+    p, p2 = m.predict(X), m2.predict(X)
+    assert p.dtype == p2.dtype and all(type(u) is type(v) and u == v for u, v in zip(p, p2)), \
+        "loaded model predicts other labels"
+    return "labels-ok"
+
+
+@st.composite
+def data_text(draw):
+    fmt = draw(st.sampled_from(["libsvm", "libffm", "ratings"]))
+    n = draw(st.integers(1, 40))
+    rows = []
+    for _ in range(n):
+        label = draw(st.sampled_from(["0", "1", "-1", "2.5"]))
+        k = draw(st.integers(0, 4))
+        if fmt == "libsvm":
+            toks = [f"{draw(st.integers(0, 9))}:{draw(st.integers(-3, 3))}" for _ in range(k)]
+        elif fmt == "libffm":
+            toks = [f"{draw(st.integers(0, 3))}:{draw(st.integers(0, 9))}:1" for _ in range(k)]
+        else:
+            rows.append(f"u{draw(st.integers(0, 5))}\t{draw(st.integers(0, 5))}\t{label}")
+            continue
+        rows.append(" ".join([label] + toks))
+    if draw(st.integers(0, 9)) == 0:  # a malformed line somewhere
+        rows.insert(draw(st.integers(0, len(rows))), draw(st.text(max_size=20)))
+    eol = draw(st.sampled_from(["\n", "\r\n"]))
+    return eol.join(rows) + eol
+
+
+def _feed(path_bytes):
+    """A /dev/fd path on a pipe a thread fills with path_bytes, and the thread."""
+    r, w = os.pipe()
+
+    def write():
+        try:
+            os.write(w, path_bytes) if len(path_bytes) < 60000 else None
+            view = memoryview(path_bytes)
+            if len(path_bytes) >= 60000:
+                while view:
+                    view = view[os.write(w, view):]
+        except OSError:
+            pass
+        finally:
+            os.close(w)
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    return f"/dev/fd/{r}", r, t
+
+
+def _read(path):
+    try:
+        d = readers.read_data(path)
+        return ("ok", d.X.shape, d.X.toarray().tolist(), d.y.tolist())
+    except ValueError as e:
+        return ("error", type(e).__name__)
+
+
+def run_text_case(draw, folder):
+    text = draw(data_text())
+    bom = draw(st.booleans())
+    pack = draw(st.sampled_from(["plain", "plain", "gzip", "bz2", "xz", "gzip-truncated"]))
+    pipe = draw(st.booleans())
+    STATE["last"] = dict(kind="text", text=text[:500], bom=bom, pack=pack, pipe=pipe)
+    plain = os.path.join(folder, "plain.txt")
+    with open(plain, "w", newline="") as fh:
+        fh.write(text)
+    ref = _read(plain)
+    raw = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+    if pack.startswith("gzip"):
+        raw = gzip.compress(raw)
+        if pack == "gzip-truncated":
+            raw = raw[:max(2, len(raw) // 2)]
+    elif pack == "bz2":
+        raw = bz2.compress(raw)
+    elif pack == "xz":
+        raw = lzma.compress(raw)
+    if pipe:
+        path, r, t = _feed(raw)
+        try:
+            got = _read(path)
+        finally:
+            os.close(r)
+            t.join()
+    else:
+        path = os.path.join(folder, "packed.dat")
+        with open(path, "wb") as fh:
+            fh.write(raw)
+        got = _read(path)
+    if pack == "gzip-truncated":
+        assert got[0] == "error", "a truncated gzip file was read"
+        return "text-rejected"
+    assert got == ref, f"read differently than the plain file: {got[:2]} vs {ref[:2]}"
+    return "text-" + ref[0]
+
+
+# every example also runs one of these
+FILE_CASES = [run_meta_case, run_path_case, run_label_case, run_text_case]
+
+
 _REC = {}
 
 
@@ -420,6 +748,7 @@ def main():
     args = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="fmnumba-fuzz-")
     np.seterr(all="ignore")
+    _source.PIPE_WAIT_S = 0.01  # a FIFO without a writer is refused without the long wait
 
     # compile (or load from the disk cache) outside the timed loop
     Xw = sp.random(20, 4, density=0.5, format="csr", random_state=0)
@@ -448,6 +777,12 @@ def main():
                 kind = run_recommend_case(draw)
             else:
                 kind = run_model_case(draw)
+            STATE["kinds"][kind] = STATE["kinds"].get(kind, 0) + 1
+            # and one file case (hashed through a seeded generator: hypothesis favours
+            # small values, so a small range drawn directly would starve some kinds)
+            extra = FILE_CASES[random.Random(draw(st.integers(0, 2**32 - 1))).randrange(
+                len(FILE_CASES))]
+            kind = extra(draw, folder)
             STATE["kinds"][kind] = STATE["kinds"].get(kind, 0) + 1
         except Exception as e:  # noqa: BLE001 - every unexpected error is a finding
             STATE["failures"].append({"case": STATE["last"], "error": f"{type(e).__name__}: {e}",

@@ -98,7 +98,8 @@ def test_file_holds_no_pickle_and_json_metadata(models, tmp_path):
     path = tmp_path / "m.npz"
     models["clf_str"].save(path)
     with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == ["M.npy", "P.npy", "S.npy", "bstate.npy", "meta.npy"]
+        assert sorted(zf.namelist()) == ["M.npy", "P.npy", "S.npy", "bstate.npy", "meta.npy",
+                                          "rng_keys.npy"]
     arrays = _arrays(path)  # allow_pickle defaults to False
     meta = json.loads(arrays["meta"].tobytes())
     assert meta["format"] == "fmnumba-model" and meta["format_version"] == fio.FORMAT_VERSION
@@ -287,14 +288,14 @@ def test_header_claiming_a_huge_array_is_refused_without_allocating(tmp_path, mo
     (dict(estimator="os.system"), "unknown estimator"),
     (dict(n_features=8), "shape"),
     (dict(n_factors=2), "shape"),
-    (dict(dtype="float16"), "malformed"),
-    (dict(dtype="object"), "malformed"),
+    (dict(dtype="float16"), "dtype"),
+    (dict(dtype="object"), "dtype"),
     (dict(history=[1, 2]), "history"),
     (dict(t=-1), "t must be"),
     (dict(n_iter="many"), "n_iter"),
     (dict(params={"n_factors": -1}), "n_factors"),
     (dict(params={"zzz": 1}), "unknown parameters"),
-    (dict(params=[1, 2]), "malformed"),
+    (dict(params=[1, 2]), "params"),
     (dict(classes=["a", "a"]), "classes"),
     (dict(classes=["a", "b", "c"]), "classes"),
     (dict(classes=[{"x": 1}, 2]), "classes"),
@@ -371,3 +372,34 @@ def test_cli_bad_model_and_data_files_exit_2(models, tmp_path, capsys):
         assert code == 2, (argv, err)
         assert err.count("\n") == 1 and "Traceback" not in err and "error" in err, err
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_version_1_files_still_load(models, tmp_path):
+    """Files of the first format version (no generator state) load and predict."""
+    src = tmp_path / "v2.npz"
+    models["clf_str"].save(src)
+    arrays = _arrays(src)
+    meta = json.loads(arrays.pop("meta").tobytes())
+    del arrays["rng_keys"], meta["rng"]
+    meta["format_version"] = 1
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    _write(tmp_path / "v1.npz", arrays)
+    m = fmnumba.load(tmp_path / "v1.npz")
+    assert np.array_equal(m.predict(X), models["clf_str"].predict(X))
+    assert not hasattr(m, "_rng")
+
+
+def test_prefix_groups_round_trip(tmp_path):
+    """groups= as {feature-name prefix: group id} is stored as a mapping and
+    resolved again against the stored feature names."""
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X.toarray(), columns=[f"{'ab'[j % 2]}{j}" for j in range(X.shape[1])])
+    m = FMRegressor(n_factors=2, max_iter=2, random_state=0, n_jobs=1,
+                    groups={"a": 0, "b": 1}, l2_reg_v=[0.01, 0.1]).fit(df, Y)
+    m.save(tmp_path / "m.npz")
+    m2 = fmnumba.load(tmp_path / "m.npz")
+    assert m2.groups == {"a": 0, "b": 1}
+    assert np.array_equal(m2.predict(df), m.predict(df))
+    m.partial_fit(df, Y)
+    m2.partial_fit(df, Y)
+    assert np.array_equal(m2._state.P, m._state.P)

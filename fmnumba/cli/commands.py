@@ -72,6 +72,8 @@ def cmd_fit(args):
         raise CLIError("--proba applies to --out; add --out FILE")
     if args.out and not args.test:
         raise CLIError("--out writes predictions for --test; add --test FILE")
+    from .paths import check_fit_paths
+    check_fit_paths(args)  # before the fit: no output may overwrite an input
     X, y, fields, info = read_train(args.train, args.format, args.user_features,
                                     args.item_features)
     if X.shape[0] == 0:
@@ -153,6 +155,8 @@ def _load_for(args):
 
 def cmd_predict(args):
     from .output import predictions, write_predictions
+    from .paths import check_predict_paths
+    check_predict_paths(args)
     model, X, _ = _load_for(args)
     write_predictions(predictions(model, X, args.proba), args.out)
     return EXIT_OK
@@ -193,6 +197,8 @@ def cmd_recommend(args):
     from .encoding import encoder_from_info, load_model
     from .output import format_value
 
+    from .paths import check_recommend_paths
+    check_recommend_paths(args)
     model, info = load_model(args.model)
     if info is None or info.get("format") != "ratings":
         raise CLIError(f"MODEL {args.model}: recommend needs a model trained on a ratings "

@@ -9,6 +9,7 @@ JSON, never a pickle.
 """
 import json
 import os
+import stat
 import sys
 import zipfile
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from .._version import __version__
 from ..io import load
+from .._source import open_source
 from ..readers import RatingEncoder, read_data, resolve_format
 from .errors import CLIError
 
@@ -53,6 +55,7 @@ def read_train(path, fmt=None, user_features=None, item_features=None):
     is the JSON-able description of the encoding (see :func:`read_like`).
     `user_features` / `item_features`: attribute files for a ratings file."""
     _check_file(path, "TRAIN")
+    path = open_source(path)  # a pipe can be read only once
     kind = _format_of(path, fmt)
     side = {"user_features": user_features, "item_features": item_features}
     for opt, f in side.items():
@@ -125,6 +128,7 @@ def read_like(path, fmt, info, n_features):
     """Load a file for a fitted model with n_features columns, encoded as
     recorded in `info` (the sidecar) when given. Returns (X, y)."""
     _check_file(path, "DATA")
+    path = open_source(path)
     kind = _format_of(path, fmt, info)
     options = _reader_options(kind, info, path)
     if kind == "ratings":
@@ -151,10 +155,13 @@ def write_sidecar(model_path, info, task):
     doc = {"format_tag": SIDECAR_FORMAT, "version": 1, "fmnumba_version": __version__,
            "task": task, **info}
     path = sidecar_path(model_path)
-    tmp = path + ".tmp"
+    real = os.path.realpath(path)  # a symlink is followed, as the model's save does
+    tmp = real + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(doc, fh)
-    os.replace(tmp, path)
+    if os.path.isfile(real):
+        os.chmod(tmp, stat.S_IMODE(os.stat(real).st_mode))
+    os.replace(tmp, real)
     return path
 
 
@@ -163,6 +170,8 @@ def read_sidecar(model_path):
     path = sidecar_path(model_path)
     if not os.path.exists(path):
         return None
+    if not os.path.isfile(path):
+        raise CLIError(f"{path}: the encoder sidecar is not a regular file")
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -176,9 +185,9 @@ def read_sidecar(model_path):
 
 def load_model(path):
     """(fitted estimator, sidecar dict or None) for a model file."""
-    if not os.path.exists(path):
-        raise CLIError(f"MODEL {path}: no such file")
-    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+    from .paths import check_model_input
+    check_model_input(path)
+    if not zipfile.is_zipfile(path):
         raise CLIError(f"MODEL {path}: not an fmnumba model file (expected the .npz written "
                        "by 'fmnumba fit --model' or estimator.save())")
     return load(path), read_sidecar(path)

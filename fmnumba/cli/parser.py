@@ -68,8 +68,9 @@ def _positive_int(value):
         n = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    if not 1 <= n < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a positive integer below 2**63, got "
+                                         f"{value!r}")
     return n
 
 
