@@ -70,6 +70,7 @@ def main(argv):
     from fmnumba import FMClassifier, FMRegressor
 
     params = dict(json.loads(a.params))
+    params.setdefault("early_stopping", False)  # fixed epoch counts, as the peers run
     clf = a.task == "classification"
     Est = FMClassifier if clf else FMRegressor
 

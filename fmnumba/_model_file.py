@@ -70,6 +70,8 @@ def _jsonable_params(est):
     if not (params["random_state"] is None
             or isinstance(params["random_state"], (int, np.integer))):
         params["random_state"] = None
+    if callable(params.get("scoring")):  # a callable scorer is code: not stored
+        params["scoring"] = None
     return {k: _jsonable(k, v) for k, v in params.items()}
 
 
@@ -256,6 +258,8 @@ def _metadata(est):
         "n_factors": int(st.P.shape[1] - 1), "t": int(st.t), "n_iter": int(est.n_iter_),
         "history": est.history_,
     }
+    if getattr(est, "target_range_", None) is not None:
+        meta["target_range"] = [float(v) for v in est.target_range_]
     if hasattr(est, "feature_names_in_"):
         meta["feature_names_in"] = [str(c) for c in est.feature_names_in_]
     if hasattr(est, "classes_"):

@@ -21,11 +21,12 @@ class _BaseFM(BaseEstimator):
     _valid_losses = ()
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.005, lr_decay=0.5, max_iter=30, batch_size=256,
-                 l2_reg_w=0.01, l2_reg_v=0.01, init_std=0.01, tol=None,
+                 learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
-                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None):
+                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
+                 scoring=None):
         self.n_factors = n_factors
         self.loss = loss
         self.solver = solver
@@ -48,6 +49,7 @@ class _BaseFM(BaseEstimator):
         self.verbose = verbose
         self.on_divergence = on_divergence
         self.groups = groups
+        self.scoring = scoring
 
     # --- fitted views -------------------------------------------------
     @property
@@ -85,7 +87,7 @@ class _BaseFM(BaseEstimator):
     def _init_w0(self, y, sw):
         raise NotImplementedError
 
-    def _config(self, n_features, dtype):
+    def _config(self, n_features, dtype, early_stopping=False):
         """The TrainConfig of this fit, L2 strengths in the model's dtype."""
         def l2(name, value):
             return validation.per_feature_l2(name, value, self.groups, n_features,
@@ -97,7 +99,7 @@ class _BaseFM(BaseEstimator):
             batch_size=int(self.batch_size),
             l2_reg_w=l2("l2_reg_w", self.l2_reg_w), l2_reg_v=l2("l2_reg_v", self.l2_reg_v),
             tol=self.tol, n_iter_no_change=int(self.n_iter_no_change),
-            early_stopping=bool(self.early_stopping), on_divergence=self.on_divergence,
+            early_stopping=bool(early_stopping), on_divergence=self.on_divergence,
             verbose=int(self.verbose))
 
     def _fit(self, X, y, sample_weight, eval_set, max_iter, partial, classes=None):
@@ -106,6 +108,7 @@ class _BaseFM(BaseEstimator):
         saved = {a: self.__dict__[a] for a in _FIT_ATTRS if a in self.__dict__}
         try:  # a call rejected by validation leaves a fitted model as it was
             validation.check_params(self, self._valid_losses)
+            self._check_monitor_params()
             dtype = validation.resolve_dtype(self.dtype)
             max_iter = int(self.max_iter) if max_iter is None else max_iter
             resume = hasattr(self, "_state") and (partial or self.warm_start)
@@ -122,15 +125,17 @@ class _BaseFM(BaseEstimator):
                 self._rng = check_random_state(self.random_state)
             rng = np.random.default_rng(self._rng.randint(0, 2**31 - 1))
             val = None
+            early_stopping = self._early_stopping_on(Xc.shape[0], partial)
             if eval_set is not None:
                 val = self._check_eval_set(eval_set, dtype)
-            elif self.early_stopping and not partial:
+            elif early_stopping:
                 Xc, y_enc, sw, val = _split_validation(Xc, y_enc, sw, self.validation_fraction,
                                                        rng)
             kern = get_kernels(self.device, Xc.nnz)
             if not resume:
                 validation.check_model_size(Xc.shape[1], int(self.n_factors), dtype, self.solver)
-            cfg = self._config(Xc.shape[1], dtype)
+            cfg = self._config(Xc.shape[1], dtype, early_stopping=early_stopping)
+            scorer = self._validation_scorer(val)
         except BaseException:
             for a in _FIT_ATTRS:
                 self.__dict__.pop(a, None)
@@ -139,12 +144,13 @@ class _BaseFM(BaseEstimator):
         if not resume:
             self._state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
                                        float(self.init_std), self._init_w0(y_enc, sw), rng)
-            self.history_ = {"train_loss": [], "val_loss": [], "time_s": []}
+            self.history_ = {"train_loss": [], "val_loss": [], "val_score": [], "time_s": []}
+        self._record_target_range(y_enc, resume)
         self._train(kern, Xc, y_enc.astype(dtype), kernel_weights(sw, cfg.solver, dtype), cfg,
-                    max_iter, rng, val)
+                    max_iter, rng, val, scorer)
         return self
 
-    def _train(self, kern, X, y, sw, cfg, max_iter, rng, val):
+    def _train(self, kern, X, y, sw, cfg, max_iter, rng, val, scorer=None):
         """Run the training loop on self._state, appending each epoch to
         history_ as it completes (so an interrupted or diverged fit keeps
         the epochs before it); n_iter_ is the number of epochs recorded."""
@@ -153,14 +159,53 @@ class _BaseFM(BaseEstimator):
         try:
             with closing(train(kern, X, y, sw, self._state, cfg, max_iter, rng,
                                n_jobs=self.n_jobs, val=val,
-                               epochs_done=len(hist["train_loss"]))) as epochs:
+                               epochs_done=len(hist["train_loss"]), scorer=scorer,
+                               score_name=self.scoring)) as epochs:
                 for epoch in epochs:
                     hist["train_loss"].append(epoch.train_loss)
                     if epoch.val_loss is not None:
                         hist["val_loss"].append(epoch.val_loss)
+                    if epoch.val_score is not None:
+                        hist.setdefault("val_score", []).append(epoch.val_score)
                     hist["time_s"].append(seconds_before + epoch.seconds)
         finally:
             self.n_iter_ = len(hist["train_loss"])
+
+    # --- early stopping and the monitored metric ------------------------
+    def _check_monitor_params(self):
+        """early_stopping and scoring are valid (clear errors at fit)."""
+        if not (isinstance(self.early_stopping, (bool, np.bool_)) or self.early_stopping == "auto"):
+            raise ValueError(f"early_stopping must be True, False or 'auto' (on above "
+                             f"{AUTO_EARLY_STOPPING_ROWS} rows), got {self.early_stopping!r}.")
+        if self.scoring is not None:
+            _scorer(self, self.scoring)
+
+    def _early_stopping_on(self, n_rows, partial):
+        """Whether this fit stops early: never in partial_fit; 'auto' means
+        on when the training set has more than AUTO_EARLY_STOPPING_ROWS rows."""
+        if partial:
+            return False
+        if isinstance(self.early_stopping, str):
+            return n_rows > AUTO_EARLY_STOPPING_ROWS
+        return bool(self.early_stopping)
+
+    def _decode_y(self, y_enc):
+        """Targets as the user gave them, from the loss's encoding."""
+        return y_enc
+
+    def _validation_scorer(self, val):
+        """A callable () -> float: `scoring` on the validation rows for the
+        current parameters, or None without scoring or validation set."""
+        if self.scoring is None or val is None:
+            return None
+        scorer = _scorer(self, self.scoring)
+        Xv, yv, swv = val[0], self._decode_y(val[1]), val[2]
+        kw = {} if np.all(swv == swv[0]) else {"sample_weight": swv}
+        return lambda: scorer(self, Xv, yv, **kw)
+
+    def _record_target_range(self, y_enc, resume):
+        """Regression keeps the range of its training targets (see
+        FMRegressor's clip_predictions)."""
 
     def _check_eval_set(self, eval_set, dtype):
         """(X_val, y_val, sample_weight_val) checked like the training data."""
@@ -212,6 +257,21 @@ class _BaseFM(BaseEstimator):
 
 # set by validation in _fit; restored when a call is rejected
 _FIT_ATTRS = ("n_features_in_", "feature_names_in_", "classes_", "_rng")
+# early_stopping="auto" holds out validation_fraction and stops early above
+# this many training rows (as scikit-learn's HistGradientBoosting does)
+AUTO_EARLY_STOPPING_ROWS = 10_000
+
+
+def _scorer(est, scoring):
+    """scikit-learn's scorer for `scoring` (a scorer name or callable)."""
+    from sklearn.metrics import check_scoring
+    try:
+        return check_scoring(est, scoring=scoring)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"scoring={scoring!r} is not a scikit-learn scorer ({e}). Pass a name "
+                         "from sklearn.metrics.get_scorer_names(), e.g. 'roc_auc', "
+                         "'neg_log_loss' or 'neg_root_mean_squared_error', or a callable "
+                         "scorer(estimator, X, y).") from None
 
 
 def _split_validation(X, y, sw, fraction, rng):
@@ -237,15 +297,50 @@ class FMRegressor(RegressorMixin, _BaseFM):
 
     _valid_losses = ("squared",)
 
+    def __init__(self, n_factors=8, *, loss="squared", solver="adam",
+                 learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 warm_start=False, random_state=None, n_jobs=None, device="cpu",
+                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
+                 scoring=None, clip_predictions=True):
+        super().__init__(
+            n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
+            lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
+            l2_reg_w=l2_reg_w, l2_reg_v=l2_reg_v, init_std=init_std, tol=tol,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, warm_start=warm_start,
+            random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
+            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring)
+        self.clip_predictions = clip_predictions
+
     def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
         return validation.check_y_numeric(y, n_rows, name=name, dtype=dtype)
 
     def _init_w0(self, y, sw):
         return float(np.dot(sw, y) / sw.sum())
 
+    def _check_monitor_params(self):
+        super()._check_monitor_params()
+        if not isinstance(self.clip_predictions, (bool, np.bool_)):
+            raise ValueError(f"clip_predictions must be True or False, got "
+                             f"{self.clip_predictions!r}.")
+
+    def _record_target_range(self, y_enc, resume):
+        lo, hi = float(np.min(y_enc)), float(np.max(y_enc))
+        if resume and getattr(self, "target_range_", None) is not None:
+            lo, hi = min(lo, self.target_range_[0]), max(hi, self.target_range_[1])
+        self.target_range_ = (lo, hi)
+
     def predict(self, X):
-        """Predicted targets ŷ, shape (n_samples,), float64."""
-        return self._decision(X)
+        """Predicted targets ŷ, shape (n_samples,), float64; with
+        clip_predictions (the default) clipped to target_range_, the range
+        of the targets seen in training, as libFM does."""
+        out = self._decision(X)
+        rng = getattr(self, "target_range_", None)
+        if self.clip_predictions and rng is not None:
+            np.clip(out, rng[0], rng[1], out=out)
+        return out
 
 
 class FMClassifier(ClassifierMixin, _BaseFM):
@@ -258,11 +353,12 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     _valid_losses = ("logistic", "hinge")
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
-                 learning_rate=0.002, lr_decay=1.0, max_iter=30, batch_size=1024,
+                 learning_rate=0.02, lr_decay=1.0, max_iter=30, batch_size=256,
                  l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
-                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None):
+                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
+                 scoring=None):
         super().__init__(
             n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
             lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
@@ -270,7 +366,7 @@ class FMClassifier(ClassifierMixin, _BaseFM):
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, warm_start=warm_start,
             random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
-            verbose=verbose, on_divergence=on_divergence, groups=groups)
+            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring)
 
     def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
         if y is None:
@@ -322,6 +418,9 @@ class FMClassifier(ClassifierMixin, _BaseFM):
             raise ValueError(f"{name} contains the label {bad!r}, which is not one of the "
                              f"classes seen at fit {self.classes_.tolist()}.")
         return np.where(y == self.classes_[1], 1.0, -1.0)
+
+    def _decode_y(self, y_enc):
+        return self.classes_[(np.asarray(y_enc) > 0).astype(np.intp)]
 
     def _init_w0(self, y, sw):
         p = float(np.dot(sw, y > 0) / sw.sum())

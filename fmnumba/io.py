@@ -28,10 +28,10 @@ from .training import FMState
 __all__ = ["load", "save_model", "ModelFileError", "FORMAT", "FORMAT_VERSION"]
 
 _ESTIMATORS = {"FMRegressor": FMRegressor, "FMClassifier": FMClassifier}
-_HISTORY_KEYS = ("train_loss", "val_loss", "time_s")
+_HISTORY_KEYS = ("train_loss", "val_loss", "val_score", "time_s")
 _META_KEYS = {"format", "format_version", "fmnumba_version", "estimator", "params", "dtype",
               "n_features", "n_factors", "t", "n_iter", "history", "feature_names_in",
-              "classes", "classes_dtype", "rng"}
+              "classes", "classes_dtype", "rng", "target_range"}
 _INT64_MAX = 2**63 - 1
 _MT_WORDS = 624
 
@@ -128,8 +128,8 @@ def _history(meta, n_iter):
     if len(out["train_loss"]) != n_iter or len(out["time_s"]) != n_iter:
         raise _Bad(f"history has {len(out['train_loss'])} train losses and "
                    f"{len(out['time_s'])} times for n_iter={n_iter} epochs")
-    if len(out["val_loss"]) > n_iter:
-        raise _Bad("history has more validation losses than epochs")
+    if len(out["val_loss"]) > n_iter or len(out["val_score"]) > n_iter:
+        raise _Bad("history has more validation losses or scores than epochs")
     if any(b < a for a, b in zip(out["time_s"], out["time_s"][1:])):
         raise _Bad("history time_s decreases")
     return out
@@ -164,6 +164,16 @@ def _random_state(meta, keys):
     return state
 
 
+def _target_range(meta, cls):
+    """(lo, hi) of the regressor's training targets, finite and ordered."""
+    value = meta["target_range"]
+    if (cls is not FMRegressor or not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            or not all(math.isfinite(v) for v in value) or value[0] > value[1]):
+        raise _Bad("target_range is malformed")
+    return (float(value[0]), float(value[1]))
+
+
 def _build(meta, arrays, size):
     unknown = set(meta) - _META_KEYS
     if unknown:
@@ -194,6 +204,7 @@ def _build(meta, arrays, size):
         raise _Bad("classes are missing or present on a regressor")
     classes = _classes(meta, size) if cls is FMClassifier else None
     rng = _random_state(meta, arrays["rng_keys"]) if "rng" in meta else None
+    target_range = _target_range(meta, cls) if "target_range" in meta else None
 
     est._state = FMState(P=np.ascontiguousarray(arrays["P"]),
                          bias_state=arrays["bstate"].copy(), M=arrays.get("M"),
@@ -207,6 +218,8 @@ def _build(meta, arrays, size):
         est.classes_ = classes
     if rng is not None:
         est._rng = rng
+    if target_range is not None:
+        est.target_range_ = target_range
     return est
 
 

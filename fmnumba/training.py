@@ -2,16 +2,14 @@
 progress. It yields one EpochRecord per epoch; the estimator keeps the
 history. Kernels come from backend.py; nothing here is per-row.
 """
-import threading
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from ._validation import ADAM_SOLVERS, check_n_jobs
+from ._threads import numba_threads, serial_if_unsafe as _serial_if_unsafe
+from ._validation import ADAM_SOLVERS
 from .losses import loss_numpy
 
 
@@ -74,10 +72,11 @@ class EpochRecord:
     """What one completed epoch produced: its weighted mean training loss,
     the validation loss (None without a validation set) and the seconds of
     training since the call started (validation passes before this epoch's
-    included)."""
+    included); val_score: the `scoring` value on it (higher is better)."""
     train_loss: float
     val_loss: float
     seconds: float
+    val_score: float = None  # the scorer's value on the validation set (with scoring)
 
 
 def kernel_weights(sw, solver, dtype):
@@ -85,22 +84,6 @@ def kernel_weights(sw, solver, dtype):
     in the model's dtype: SGD scales them to mean 1, so that learning_rate
     is the step of an average row; Adam normalises per mini-batch itself."""
     return (sw / sw.mean()).astype(dtype) if solver == "sgd" else sw.astype(dtype)
-
-
-@contextmanager
-def numba_threads(n_jobs):
-    """Set Numba's thread count for the block and restore it afterwards."""
-    check_n_jobs(n_jobs)  # set_params after fit is not validated until here
-    if n_jobs is None:
-        yield numba.get_num_threads()
-        return
-    old = numba.get_num_threads()
-    n = numba.config.NUMBA_NUM_THREADS if n_jobs == -1 else min(n_jobs, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(old)
 
 
 def predict_raw(kern, X, state):
@@ -111,25 +94,6 @@ def predict_raw(kern, X, state):
             kern.predict_csr((X.indptr, X.indices, X.data),
                              state.P.dtype.type(state.bias_state[0]), state.P, out)
     return out
-
-
-_WORKQUEUE_LOCK = threading.RLock()
-
-
-@contextmanager
-def _serial_if_unsafe():
-    """Serialise kernel launches when Numba runs on its 'workqueue' threading
-    layer, which aborts the process on concurrent parallel launches; the omp
-    and tbb layers are thread-safe and run concurrent calls in parallel."""
-    try:
-        safe = numba.threading_layer() in ("omp", "tbb")
-    except ValueError:  # no parallel region has run yet: layer not chosen
-        safe = False
-    if safe:
-        yield
-    else:
-        with _WORKQUEUE_LOCK:
-            yield
 
 
 def _weighted_loss(code, yhat, y, sw):
@@ -192,11 +156,69 @@ def _restore(state, snap):
         state.t = 0
 
 
-def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0):
+def _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg, n_threads, lr, progress):
+    """_run_epoch over `order` in row chunks of whole mini-batches, so that
+    progress advances within a long epoch; the batches, their order and the
+    step count are those of one call, so results are the same. Without
+    progress, one call."""
+    if progress is None:
+        return _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr)
+    n = order.shape[0]
+    unit = cfg.batch_size if cfg.solver in ADAM_SOLVERS else 1
+    chunk = unit * max(1, -(-min(n, 4096) // unit))   # a first, short chunk measures the rate
+    lsum = wsum = 0.0
+    a = 0
+    while a < n:
+        b = min(n, a + chunk)
+        t0 = time.perf_counter()
+        ls, ws, ok = _run_epoch(kern, X, y, sw, order[a:b], state, cfg, n_threads, lr)
+        dt = time.perf_counter() - t0
+        lsum += ls
+        wsum += ws
+        if not ok:
+            return lsum, wsum, False
+        progress.advance(b - a)
+        # aim at about PROGRESS_CHUNK_S seconds per call
+        rate = (b - a) / max(dt, 1e-6)
+        chunk = unit * max(1, int(rate * PROGRESS_CHUNK_S) // unit)
+        a = b
+    return lsum, wsum, True
+
+
+PROGRESS_CHUNK_S = 0.5
+
+
+def _epoch_figures(cfg, rec, score_name):
+    """The figures the progress shows after an epoch, in the user's units."""
+    from ._progress import loss_figure, score_figure
+    figs = [loss_figure(cfg.loss_code, rec.train_loss)]
+    if rec.val_loss is not None:
+        f = loss_figure(cfg.loss_code, rec.val_loss)
+        figs.append(None if f is None else ("val_" + f[0], f[1]))
+    if rec.val_score is not None:
+        f = score_figure(score_name, rec.val_score)
+        figs.append(("val_" + f[0], f[1]))
+    return [f for f in figs if f is not None]
+
+
+def _monitored(cfg, rec, has_val):
+    """The value early stopping and tol watch (lower is better): the
+    validation score negated when a scorer is set, else the validation
+    loss with early stopping, else the training loss."""
+    if cfg.early_stopping and has_val:
+        return -rec.val_score if rec.val_score is not None else rec.val_loss
+    return rec.train_loss
+
+
+def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epochs_done=0,
+          scorer=None, score_name=None):
     """Run up to max_iter epochs on canonical CSR X with targets y (in the
     loss's encoding) and kernel weights sw (see kernel_weights), both in P's
     dtype; val = (Xv, yv, swv) or None. epochs_done: epochs the model ran
-    before this call (they set the step-size schedule).
+    before this call (they set the step-size schedule). scorer: None, or a
+    callable () -> float scoring the current parameters on the validation
+    set (higher is better), recorded per epoch and, with early stopping,
+    monitored instead of the loss; score_name labels it in the progress.
 
     A generator: updates `state` in place and yields one EpochRecord per
     completed epoch; with early stopping, `state` ends at the best epoch.
@@ -210,8 +232,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     epochs = 0
     bar = None
     if cfg.verbose:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=max_iter, desc="fmnumba fit", unit="epoch")
+        from ._progress import Progress
+        bar = Progress(total_rows=n * max_iter)
     t_start = time.perf_counter()
     try:
         snap = None
@@ -226,8 +248,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 order = rng.permutation(n).astype(np.int64, copy=False)
                 lr = epoch_learning_rate(cfg, epochs_done + epochs)
                 try:
-                    lsum, wsum, ok = _run_epoch(kern, X, y, sw, order, state, cfg,
-                                                n_threads, lr)
+                    lsum, wsum, ok = _run_epoch_in_chunks(kern, X, y, sw, order, state, cfg,
+                                                          n_threads, lr, bar)
                 except KeyboardInterrupt:
                     _restore(state, snap)
                     raise
@@ -252,12 +274,13 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 if val is not None:
                     val_loss = _weighted_loss(cfg.loss_code, predict_raw(kern, val[0], state),
                                               val[1], val[2])
-                yield EpochRecord(train_loss, val_loss, seconds)
+                val_score = None if scorer is None else float(scorer())
+                rec = EpochRecord(train_loss, val_loss, seconds, val_score)
+                yield rec
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(train_loss=f"{train_loss:.4f}",
-                                    **({} if val_loss is None else {"val_loss": f"{val_loss:.4f}"}))
-                monitor = val_loss if (cfg.early_stopping and val is not None) else train_loss
+                    bar.epoch_done(epochs_done + epochs, epochs_done + max_iter,
+                                   _epoch_figures(cfg, rec, score_name))
+                monitor = _monitored(cfg, rec, val is not None)
                 if cfg.tol is None and not cfg.early_stopping:
                     continue
                 tol = cfg.tol or 0.0

@@ -38,7 +38,7 @@ def test_verbose_1_writes_a_bar_to_stderr(capsys, ratings):
     out, err = capsys.readouterr()
     assert out == ""
     assert "fmnumba fit" in err and "3/3" in err
-    assert "train_loss" in err and "val_loss" in err
+    assert "rmse=" in err and "val_rmse=" in err   # RMSE, not the ½·MSE loss
 
 
 # --- plots -------------------------------------------------------------------

@@ -12,7 +12,8 @@ from .errors import EXIT_OK, CLIError
 _FIT_PARAMS = (("factors", "n_factors"), ("epochs", "max_iter"), ("loss", "loss"),
                ("solver", "solver"), ("learning_rate", "learning_rate"),
                ("lr_decay", "lr_decay"), ("batch_size", "batch_size"),
-               ("l2_w", "l2_reg_w"), ("l2_v", "l2_reg_v"), ("init_std", "init_std"))
+               ("l2_w", "l2_reg_w"), ("l2_v", "l2_reg_v"), ("init_std", "init_std"),
+               ("scoring", "scoring"))
 
 
 def _verbosity(flag):
@@ -83,8 +84,8 @@ def cmd_fit(args):
               "verbose": _verbosity(args.verbose)}
     params.update({name: getattr(args, opt) for opt, name in _FIT_PARAMS
                    if getattr(args, opt) is not None})
-    if args.early_stopping:
-        params["early_stopping"] = True
+    # without --early-stopping the --test rows are only reported, never monitored
+    params["early_stopping"] = bool(args.early_stopping)
     params.update(_group_params(args, fields, info, X.shape[1]))
     Xte = yte = None
     if args.test:

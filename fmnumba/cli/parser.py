@@ -159,7 +159,7 @@ def _estimator_defaults():
     except (OSError, SyntaxError, StopIteration, KeyError, AttributeError):
         from ..estimators import FMClassifier, FMRegressor
         reg, clf = FMRegressor().get_params(), FMClassifier().get_params()
-    return {k: v if clf.get(k) == v else f"{v} for regression, {clf[k]} for classification"
+    return {k: v if k not in clf or clf[k] == v else f"{v} for regression, {clf[k]} for classification"
             for k, v in reg.items()}
 
 
@@ -222,6 +222,10 @@ def _add_fit(sub, d):
                         "of a ratings file (group 0 = users, 1 = items)")
     p.add_argument("--early-stopping", action="store_true",
                    help="hold out 10%% of TRAIN and stop when its loss stops improving")
+    p.add_argument("--scoring", default=None, metavar="SCORER",
+                   help="scikit-learn scorer (e.g. roc_auc, neg_log_loss, "
+                        "neg_root_mean_squared_error) recorded per epoch on the held-out "
+                        "rows and monitored by --early-stopping instead of the loss")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None,
                    help="threads (default: Numba's default, all cores; -1 = all)")
