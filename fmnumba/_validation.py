@@ -114,7 +114,7 @@ def _row_col(X, pos):
     return row, int(X.indices[pos])
 
 
-def _canonical_csr(X, dtype, name, threads=None):
+def _canonical_csr(X, dtype, name, n_jobs=None):
     """Return a CSR with sorted indices, summed duplicates, no explicit zeros,
     finite values of `dtype` and int32 indices where they fit; never mutates X.
 
@@ -133,7 +133,7 @@ def _canonical_csr(X, dtype, name, threads=None):
         X = sp.csr_matrix(X)
     fmt = X.format
     if fmt == "csr":
-        fast = _fast_canonical(X, dtype, threads)
+        fast = _fast_canonical(X, dtype, n_jobs)
         if fast is not None:
             return fast
     if fmt in ("csr", "csc"):
@@ -192,12 +192,12 @@ def _canonical_csr(X, dtype, name, threads=None):
 _FAST_INDEX = (np.dtype(np.int32), np.dtype(np.int64))
 
 
-def _fast_canonical(X, dtype, threads):
+def _fast_canonical(X, dtype, n_jobs):
     """X's own arrays as canonical CSR when one fused kernel pass
     (fmnumba.cpu.validate) finds them valid and canonical in `dtype` with
     the index dtype check_X would choose; None when anything must be checked
     in detail or changed (the NumPy path then names the problem or converts).
-    threads: kernel threads (None: Numba's current setting)."""
+    n_jobs: the estimator's (None: the default thread count)."""
     indptr, indices, data = X.indptr, X.indices, X.data
     if not (isinstance(indptr, np.ndarray) and isinstance(indices, np.ndarray)
             and isinstance(data, np.ndarray)):
@@ -216,17 +216,10 @@ def _fast_canonical(X, dtype, threads):
     if indices.dtype != it:
         return None
     indices, data = indices[:nnz], data[:nnz]
+    from ._threads import numba_threads, serial_if_unsafe
     from .cpu.validate import csr_is_canonical
-    from .training import _serial_if_unsafe
-    import numba
-    old = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(threads)
-    try:
-        with _serial_if_unsafe():
-            ok = csr_is_canonical((indptr, indices, data), np.int64(X.shape[1]))
-    finally:
-        numba.set_num_threads(old)
+    with serial_if_unsafe(), numba_threads(n_jobs):
+        ok = csr_is_canonical((indptr, indices, data), np.int64(X.shape[1]))
     if not ok:
         return None
     out = sp.csr_matrix(X.shape, dtype=dtype)
@@ -237,17 +230,14 @@ def _fast_canonical(X, dtype, threads):
 
 
 def _threads_for(est):
-    """Kernel threads for est's n_jobs, or None (Numba's current setting)
-    when n_jobs is None or not a usable count."""
-    import numba
+    """est's n_jobs for the validation kernel; None (the default count) when
+    it is not a valid n_jobs (the call's kernels then report it)."""
     n_jobs = getattr(est, "n_jobs", None)
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral):
+    try:
+        check_n_jobs(n_jobs)
+    except ValueError:
         return None
-    if n_jobs == -1:
-        return numba.config.NUMBA_NUM_THREADS
-    if n_jobs >= 1:
-        return min(int(n_jobs), numba.config.NUMBA_NUM_THREADS)
-    return None
+    return n_jobs
 
 
 def _check_bsr(X, name):
