@@ -190,6 +190,9 @@ def _canonical_csr(X, dtype, name, n_jobs=None):
 
 
 _FAST_INDEX = (np.dtype(np.int32), np.dtype(np.int64))
+# Below this many entries the NumPy checks take a few ms, less than compiling
+# the fused kernel on a first run (1-3 s): small inputs never compile it.
+_FUSED_MIN_NNZ = 1 << 20
 
 
 def _fast_canonical(X, dtype, n_jobs):
@@ -211,6 +214,8 @@ def _fast_canonical(X, dtype, n_jobs):
         return None
     nnz = int(indptr[-1])
     if indptr[0] != 0 or not 0 <= nnz <= min(indices.shape[0], data.shape[0]):
+        return None
+    if nnz < _FUSED_MIN_NNZ:
         return None
     it = np.int32 if max(X.shape[1], nnz) <= _INT32_MAX else np.int64
     if indices.dtype != it:

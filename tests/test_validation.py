@@ -344,12 +344,31 @@ def test_fused_check_sends_every_defect_to_the_detailed_path(change, it, dtype, 
     assert not csr_is_canonical((indptr, indices, data), np.int64(50))
 
 
-def test_canonical_csr_is_shared_not_copied():
+@pytest.mark.parametrize("fused", [False, True])
+def test_canonical_csr_is_shared_not_copied(fused, monkeypatch):
+    if fused:  # the one-pass kernel, used from _FUSED_MIN_NNZ entries on
+        monkeypatch.setattr(validation, "_FUSED_MIN_NNZ", 0)
     X = X0.astype(np.float32)
     est = reg(dtype=np.float32).fit(X, Y0)
     out = validation.check_X(est, X, reset=False, dtype=np.dtype(np.float32))
     assert out.data is X.data or np.shares_memory(out.data, X.data)
     assert np.shares_memory(out.indices, X.indices) and out.indptr is X.indptr
+
+
+def test_fused_path_gives_the_detailed_paths_answers(monkeypatch):
+    """Small inputs take the NumPy path; with the fused kernel forced on, the
+    malformed cases get the same errors and valid ones the same predictions."""
+    monkeypatch.setattr(validation, "_FUSED_MIN_NNZ", 0)
+    for case, (X, keywords) in MALFORMED.items():
+        exc = TypeError if case == "float indices" else ValueError
+        expect(exc, "X", *keywords, fn=lambda: FITTED.predict(X))
+    Z = X0.copy()
+    Z.data[::3] = 0.0
+    np.testing.assert_array_equal(FITTED.predict(Z), FITTED.predict(Z.toarray()))
+    for dt in INT_DTYPES:
+        Z = _with_index_dtype(X0, dt)
+        Z.indptr[5] = min(np.iinfo(dt).max, 10**6)
+        expect(ValueError, "X", "indptr", fn=lambda: FITTED.predict(Z))
 
 
 @pytest.mark.parametrize("fmt", ["csc", "coo", "lil", "dok", "bsr", "csr_array", "dia"])
