@@ -40,9 +40,10 @@ def _check_compressed(X, name):
                         f"{indptr.dtype} and {indices.dtype}. {fix}")
     if major and indptr[0] != 0:
         _fail(name, f"indptr[0] is {indptr[0]}, must be 0", fix)
-    steps = np.diff(indptr)
-    if steps.size and steps.min() < 0:
-        bad = int(np.argmax(steps < 0))
+    # compare neighbours, never subtract them: np.diff of an unsigned indptr wraps
+    dec = indptr[1:] < indptr[:-1]
+    if dec.any():
+        bad = int(np.argmax(dec))
         _fail(name, f"indptr decreases at row {bad} ({indptr[bad]} -> {indptr[bad + 1]}); "
                     "it must be non-decreasing", fix)
     nnz = int(indptr[-1]) if major else 0
@@ -113,7 +114,7 @@ def _row_col(X, pos):
     return row, int(X.indices[pos])
 
 
-def _canonical_csr(X, dtype, name):
+def _canonical_csr(X, dtype, name, n_jobs=None):
     """Return a CSR with sorted indices, summed duplicates, no explicit zeros,
     finite values of `dtype` and int32 indices where they fit; never mutates X.
 
@@ -131,6 +132,10 @@ def _canonical_csr(X, dtype, name):
             X = X.astype(np.float32)
         X = sp.csr_matrix(X)
     fmt = X.format
+    if fmt == "csr":
+        fast = _fast_canonical(X, dtype, n_jobs)
+        if fast is not None:
+            return fast
     if fmt in ("csr", "csc"):
         _check_compressed(X, name)
     elif fmt == "coo":
@@ -184,6 +189,62 @@ def _canonical_csr(X, dtype, name):
     return X
 
 
+_FAST_INDEX = (np.dtype(np.int32), np.dtype(np.int64))
+# Below this many entries the NumPy checks take a few ms, less than compiling
+# the fused kernel on a first run (1-3 s): small inputs never compile it.
+_FUSED_MIN_NNZ = 1 << 20
+
+
+def _fast_canonical(X, dtype, n_jobs):
+    """X's own arrays as canonical CSR when one fused kernel pass
+    (fmnumba.cpu.validate) finds them valid and canonical in `dtype` with
+    the index dtype check_X would choose; None when anything must be checked
+    in detail or changed (the NumPy path then names the problem or converts).
+    n_jobs: the estimator's (None: the default thread count)."""
+    indptr, indices, data = X.indptr, X.indices, X.data
+    if not (isinstance(indptr, np.ndarray) and isinstance(indices, np.ndarray)
+            and isinstance(data, np.ndarray)):
+        return None
+    n = X.shape[0]
+    if (n == 0 or indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1
+            or indptr.shape[0] != n + 1 or data.dtype != dtype
+            or indices.dtype not in _FAST_INDEX or indptr.dtype != indices.dtype
+            or not (indptr.flags.c_contiguous and indices.flags.c_contiguous
+                    and data.flags.c_contiguous)):
+        return None
+    nnz = int(indptr[-1])
+    if indptr[0] != 0 or not 0 <= nnz <= min(indices.shape[0], data.shape[0]):
+        return None
+    if nnz < _FUSED_MIN_NNZ:
+        return None
+    it = np.int32 if max(X.shape[1], nnz) <= _INT32_MAX else np.int64
+    if indices.dtype != it:
+        return None
+    indices, data = indices[:nnz], data[:nnz]
+    from ._threads import numba_threads, serial_if_unsafe
+    from .cpu.validate import csr_is_canonical
+    with serial_if_unsafe(), numba_threads(n_jobs):
+        ok = csr_is_canonical((indptr, indices, data), np.int64(X.shape[1]))
+    if not ok:
+        return None
+    out = sp.csr_matrix(X.shape, dtype=dtype)
+    out.data, out.indices, out.indptr = data, indices, indptr
+    out.has_sorted_indices = True
+    out.has_canonical_format = True
+    return out
+
+
+def _threads_for(est):
+    """est's n_jobs for the validation kernel; None (the default count) when
+    it is not a valid n_jobs (the call's kernels then report it)."""
+    n_jobs = getattr(est, "n_jobs", None)
+    try:
+        check_n_jobs(n_jobs)
+    except ValueError:
+        return None
+    return n_jobs
+
+
 def _check_bsr(X, name):
     indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
     r, c = X.blocksize
@@ -192,7 +253,7 @@ def _check_bsr(X, name):
     if (indptr.ndim != 1 or indptr.shape[0] != n_br + 1 or not np.issubdtype(indptr.dtype, np.integer)
             or not np.issubdtype(indices.dtype, np.integer)):
         _fail(name, "the BSR matrix's indptr or indices are malformed", fix)
-    if (indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] > indices.shape[0]
+    if (indptr[0] != 0 or np.any(indptr[1:] < indptr[:-1]) or indptr[-1] > indices.shape[0]
             or indptr[-1] > np.asarray(X.data).shape[0]):
         _fail(name, "the BSR matrix's indptr is malformed", fix)
     used = indices[:indptr[-1]]
@@ -256,7 +317,7 @@ def check_X(est, X, *, reset, dtype, name="X"):
     if reset and X.shape[1] == 0:
         _fail(name, f"has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required",
               "Fitting needs at least one feature column.")
-    return _canonical_csr(X, dtype, name)
+    return _canonical_csr(X, dtype, name, _threads_for(est))
 
 
 def resolve_dtype(dtype):

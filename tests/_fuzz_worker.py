@@ -64,7 +64,7 @@ from fmnumba._model_file import same_labels  # noqa: E402
 ALLOWED = (ValueError, TypeError, DivergenceError)
 ADVERSARIAL = [0.0, -0.0, 1.0, -1.0, 1e-45, 5e-324, 1e-30, 1e30, -1e30, 3e38, 1e200,
                np.nan, np.inf, -np.inf]
-INDEX_DTYPES = [np.int32, np.int64, np.int16, np.uint32, np.int8, np.float64]
+INDEX_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.float64]
 DATA_DTYPES = [np.float64, np.float32, np.int64, np.bool_, np.uint8, np.float16,
                np.complex128, np.longdouble]
 
@@ -104,7 +104,7 @@ def raw_matrix(draw):
     ddt = draw(st.sampled_from(DATA_DTYPES)) if mode == "dtype" else draw(
         st.sampled_from([np.float64, np.float32]))
     idt = draw(st.sampled_from(INDEX_DTYPES)) if mode == "dtype" else draw(
-        st.sampled_from([np.int32, np.int64]))
+        st.sampled_from([d for d in INDEX_DTYPES if np.dtype(d).kind in "iu"]))
     valid = mode in ("valid", "dtype")
     if mode == "oor" and nnz:
         idx[draw(st.integers(0, nnz - 1))] = minor + draw(st.integers(0, 3))

@@ -824,3 +824,70 @@ def test_sgd_hogwild_loss_decreases_and_matches_serial(backend):
         assert curve[-1] < 0.5 * curve[0], f"{chunks} chunks: {curve}"
     serial, hogwild = curves[1][-1], curves[4][-1]
     assert abs(hogwild - serial) <= HOGWILD_RTOL * serial, (hogwild, serial)
+
+
+# --- on-disk cache of a read-only install ------------------------------------
+
+_CACHE_CHILD = r"""
+import json, os, sys
+import numpy as np
+import fmnumba
+from fmnumba.cpu.validate import csr_is_canonical
+assert fmnumba.__file__.startswith(sys.argv[1]), fmnumba.__file__
+ok = csr_is_canonical((np.array([0, 1, 2], np.int32), np.array([0, 1], np.int32),
+                       np.ones(2, np.float32)), np.int64(2))
+st = csr_is_canonical.stats
+print(json.dumps({"ok": bool(ok), "hits": len(st.cache_hits), "misses": len(st.cache_misses)}))
+"""
+
+
+def test_read_only_install_still_caches_between_runs(tmp_path):
+    """An install whose package folders cannot hold __pycache__ (read-only
+    site-packages): Numba must fall back to the user-wide cache dir, and a
+    second process must load the kernel from there instead of compiling."""
+    import json
+    import os
+    import shutil
+    import stat
+    import subprocess
+    import sys
+
+    import fmnumba
+    site = tmp_path / "site"
+    shutil.copytree(os.path.dirname(fmnumba.__file__), site / "fmnumba",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", "*.pyc"))
+    for d, _, _ in os.walk(site / "fmnumba"):
+        # a file where __pycache__ would go: not writable even for root
+        (tmp_path / d / "__pycache__").write_text("")
+    for d, dirs, files in os.walk(site):
+        for f in files:
+            os.chmod(os.path.join(d, f), stat.S_IREAD)
+        os.chmod(d, stat.S_IREAD | stat.S_IEXEC)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(site), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONDONTWRITEBYTECODE="1")
+
+    def run():
+        r = subprocess.run([sys.executable, "-c", _CACHE_CHILD, str(site)], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    try:
+        first = run()
+        assert first["ok"] and first["misses"] == 1 and first["hits"] == 0, first
+        index = [f for _, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".nbi")]
+        assert any(f.startswith("validate.csr_is_canonical") for f in index), index
+        second = run()
+        assert second["ok"] and second["hits"] == 1 and second["misses"] == 0, second
+    finally:
+        for d, _, _ in os.walk(site):
+            os.chmod(d, stat.S_IRWXU)
+
+
+def test_front_door_bench_runs_on_a_small_matrix():
+    from bench.front_door import measure
+    X = sp.random(3000, 400, density=0.02, format="csr", random_state=0, dtype=np.float32)
+    res = measure(X, ks=(4,), threads=1, repeats=1)
+    (row,) = res["rows"]
+    assert row["predict_s"] > 0 and row["ceiling_s"] > 0 and row["check_X_s"] > 0

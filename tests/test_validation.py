@@ -235,6 +235,142 @@ def test_int64_indices_work():
     np.testing.assert_array_equal(a, FITTED.predict(X0))
 
 
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+
+
+def _with_index_dtype(X, dt):
+    Z = X.copy()  # X0 has 40 rows and under 127 entries: every dtype holds its indices
+    Z.indptr, Z.indices = Z.indptr.astype(dt), Z.indices.astype(dt)
+    return Z
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("dt", INT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_integer_index_dtype_works_and_is_checked(dt, fmt):
+    X = X0.asformat(fmt, copy=True)
+    np.testing.assert_allclose(FITTED.predict(_with_index_dtype(X, dt)), FITTED.predict(X0),
+                               rtol=1e-6)
+    reg().fit(_with_index_dtype(X, dt), Y0)
+    top = np.iinfo(dt).max
+    # a decreasing indptr (np.diff of an unsigned one wraps instead of going negative)
+    Z = _with_index_dtype(X, dt)
+    Z.indptr[5] = min(top, 10**6)
+    for fn in (lambda: FITTED.predict(Z), lambda: reg().fit(Z, Y0)):
+        expect(ValueError, "X", "indptr", fn=fn)
+    # an index past the end, the largest the dtype holds
+    Z = _with_index_dtype(X, dt)
+    Z.indices[3] = top
+    for fn in (lambda: FITTED.predict(Z), lambda: reg().fit(Z, Y0)):
+        expect(ValueError, "X", "out of range", fn=fn)
+    if np.dtype(dt).kind == "i":  # a negative index
+        Z = _with_index_dtype(X, dt)
+        Z.indices[3] = -1
+        expect(ValueError, "X", "index -1", "out of range", fn=lambda: FITTED.predict(Z))
+
+
+def test_unsigned_indptr_reproducer_does_not_crash():
+    """In a child process: a crash there fails the test instead of the run."""
+    code = textwrap.dedent("""
+        import numpy as np, scipy.sparse as sp
+        from fmnumba import FMRegressor
+        X = sp.random(40, 6, density=0.4, format="csr", random_state=0)
+        m = FMRegressor(max_iter=1).fit(X, np.ones(40))
+        X.indptr = X.indptr.astype(np.uint64)
+        X.indptr[5] = 10**6
+        for fn in (lambda: m.predict(X), lambda: FMRegressor(max_iter=1).fit(X, np.ones(40))):
+            try:
+                fn()
+            except ValueError as e:
+                assert "indptr" in str(e), e
+            else:
+                raise SystemExit("accepted")
+        print("OK")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "OK" in r.stdout, (r.returncode, r.stderr[-2000:])
+
+
+@pytest.mark.parametrize("dt", INT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_integer_coo_and_bsr_index_dtype_is_checked(dt):
+    C = X0.tocoo()
+    m = sp.coo_matrix(C.shape)
+    m.row, m.col, m.data = C.row.astype(dt), C.col.astype(dt), C.data
+    np.testing.assert_allclose(FITTED.predict(m), FITTED.predict(X0), rtol=1e-6)
+    col = C.col.astype(dt)
+    col[0] = np.iinfo(dt).max
+    m = sp.coo_matrix(C.shape)
+    m.row, m.col, m.data = C.row.astype(dt), col, C.data
+    expect(ValueError, "X", "out of range", fn=lambda: FITTED.predict(m))
+    B = X0.tobsr(blocksize=(1, 1))
+    B.indptr, B.indices = B.indptr.astype(dt), B.indices.astype(dt)
+    B.indptr[5] = min(np.iinfo(dt).max, 10**6)
+    expect(ValueError, "X", "BSR", fn=lambda: FITTED.predict(B))
+
+
+@pytest.mark.parametrize("change", ["unsorted", "duplicate", "zero", "nan", "inf", "oor",
+                                    "neg", "ptr_dec", "ptr_neg", "tail"])
+@pytest.mark.parametrize("it", [np.int32, np.int64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("near", [0, 4095, 4096, 9999])  # parallel chunks are 4096 rows
+def test_fused_check_sends_every_defect_to_the_detailed_path(change, it, dtype, near):
+    """The one-pass kernel accepts only what needs no change; anything else
+    takes the NumPy path (which repairs it or names the problem)."""
+    from fmnumba.cpu.validate import csr_is_canonical
+    X = sp.random(10_000, 50, density=0.06, format="csr", random_state=1, dtype=dtype)
+    X.data[X.data == 0] = 1.0
+    X.sum_duplicates()
+    indptr, indices, data = X.indptr.astype(it), X.indices.astype(it), X.data.copy()
+    assert csr_is_canonical((indptr, indices, data), np.int64(50))
+    lens = np.diff(X.indptr)
+    rows = np.flatnonzero(lens >= 3)
+    r = int(rows[np.argmin(np.abs(rows - near))])
+    a, b = indptr[r], indptr[r + 1]
+    if change == "unsorted":
+        indices[a], indices[a + 1] = indices[a + 1], indices[a]
+    elif change == "duplicate":
+        indices[a + 1] = indices[a]
+    elif change in ("zero", "nan", "inf"):
+        data[a + 1] = {"zero": 0.0, "nan": np.nan, "inf": -np.inf}[change]
+    elif change == "oor":
+        indices[b - 1] = 50
+    elif change == "neg":
+        indices[a] = -1
+    elif change == "ptr_dec":
+        indptr[r] = indptr[r + 1] + 1
+    elif change == "ptr_neg":
+        indptr[r] = -1
+    elif change == "tail":
+        indptr[-1] = indptr[-2] - 1  # the last row ends before it starts
+    assert not csr_is_canonical((indptr, indices, data), np.int64(50))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_canonical_csr_is_shared_not_copied(fused, monkeypatch):
+    if fused:  # the one-pass kernel, used from _FUSED_MIN_NNZ entries on
+        monkeypatch.setattr(validation, "_FUSED_MIN_NNZ", 0)
+    X = X0.astype(np.float32)
+    est = reg(dtype=np.float32).fit(X, Y0)
+    out = validation.check_X(est, X, reset=False, dtype=np.dtype(np.float32))
+    assert out.data is X.data or np.shares_memory(out.data, X.data)
+    assert np.shares_memory(out.indices, X.indices) and out.indptr is X.indptr
+
+
+def test_fused_path_gives_the_detailed_paths_answers(monkeypatch):
+    """Small inputs take the NumPy path; with the fused kernel forced on, the
+    malformed cases get the same errors and valid ones the same predictions."""
+    monkeypatch.setattr(validation, "_FUSED_MIN_NNZ", 0)
+    for case, (X, keywords) in MALFORMED.items():
+        exc = TypeError if case == "float indices" else ValueError
+        expect(exc, "X", *keywords, fn=lambda: FITTED.predict(X))
+    Z = X0.copy()
+    Z.data[::3] = 0.0
+    np.testing.assert_array_equal(FITTED.predict(Z), FITTED.predict(Z.toarray()))
+    for dt in INT_DTYPES:
+        Z = _with_index_dtype(X0, dt)
+        Z.indptr[5] = min(np.iinfo(dt).max, 10**6)
+        expect(ValueError, "X", "indptr", fn=lambda: FITTED.predict(Z))
+
+
 @pytest.mark.parametrize("fmt", ["csc", "coo", "lil", "dok", "bsr", "csr_array", "dia"])
 def test_every_sparse_format_works(fmt):
     X = sp.csr_array(X0) if fmt == "csr_array" else X0.asformat(fmt)
