@@ -248,10 +248,12 @@ def _restore(state, snap):
 
 def loss_scale(cfg, y, sw, w0):
     """Starting scale of the loss, the reference of the runaway test: the
-    larger weighted loss of the constant predictions 0 and w0 (O(n_rows))."""
+    larger weighted loss of the constant predictions 0 and w0, at least 1
+    (targets that are all near 0 would otherwise flag any honest loss;
+    O(n_rows))."""
     zero = _weighted_loss(cfg.loss_code, np.zeros_like(y), y, sw)
     bias = _weighted_loss(cfg.loss_code, np.full_like(y, w0), y, sw)
-    return max(zero, bias, 1e-12)
+    return max(zero, bias, 1.0)
 
 
 def probe_rows(X, y, sw, rows, m=1024):

@@ -53,8 +53,10 @@ class _DaskFM(BaseEstimator):
 
     # --- helpers -------------------------------------------------------
     def _local_params(self):
+        # the sampler's parameters (n_burnin, n_kept_samples) stay at their
+        # defaults: the Dask estimators train with adam / adamw only
         names = self._local_cls._get_param_names()
-        return {n: getattr(self, n) for n in names}
+        return {n: getattr(self, n) for n in names if hasattr(self, n)}
 
     def _client(self):
         if self.client is not None:
