@@ -49,6 +49,7 @@ import threading
 import time
 import traceback
 import warnings
+from fractions import Fraction
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -212,7 +213,10 @@ def weights_for(draw, n):
 BAD_PARAM = [dict(n_factors=0), dict(learning_rate=-1.0), dict(learning_rate=float("nan")),
              dict(max_iter=0), dict(batch_size=0), dict(loss="nope"), dict(solver="nope"),
              dict(device="tpu"), dict(n_factors=2.5), dict(dtype=np.int32),
-             dict(l2_reg_v=-1.0), dict(on_divergence="x"), dict(validation_fraction=1.5)]
+             dict(l2_reg_v=-1.0), dict(on_divergence="x"), dict(validation_fraction=1.5),
+             dict(max_iter=2**70), dict(batch_size=2**64), dict(n_jobs=0), dict(n_jobs=1.5),
+             dict(n_jobs="2"), dict(init_std=1e39), dict(init_std=-1.0),
+             dict(learning_rate=Fraction(1, 3) * 1j)]
 
 
 def params_for(draw):
@@ -220,7 +224,8 @@ def params_for(draw):
              batch_size=draw(st.sampled_from([1, 3, 256])),
              solver=draw(st.sampled_from(["adam", "adamw", "sgd", "mcmc", "als"])),
              dtype=draw(st.sampled_from([np.float32, np.float64])),
-             learning_rate=draw(st.sampled_from([0.01, 0.3, 1e3])),
+             learning_rate=draw(st.sampled_from([0.01, 0.3, 1e3, 1e6, 1e30, Fraction(1, 100)])),
+             init_std=draw(st.sampled_from([0.01, 0.01, 1.0, 1e3, 1e-45])),
              on_divergence=draw(st.sampled_from(["raise", "warn"])),
              early_stopping=draw(st.sampled_from([False, False, True])))
     good = True
