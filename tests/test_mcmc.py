@@ -143,8 +143,7 @@ def _state(P, w0, alpha, mu_w, lam_w, mu_v, lam_v, seed):
 
 
 
-@given(prob=S.squared_loss_problems(max_rows=12, max_k=4),
-       data=st.data())
+@given(prob=S.squared_loss_problems(max_rows=12, max_k=4), data=st.data())
 @settings(max_examples=40)
 def test_gibbs_sweep_matches_dense_reference(prob, data):
     """A sweep with fixed hyperparameters equals naive.gibbs_sweep fed the
