@@ -9,8 +9,8 @@ Reads ``a9a`` and ``a9a.t`` from ../shared/data next to the repository
 """
 import sys
 
-from _common import add_data_dir, add_model_options, add_run_options, binary_scores, \
-    make_parser, report_fit, timed_fit
+from _common import (add_data_dir, add_model_options, add_run_options, binary_scores,
+                     make_parser, report_fit, timed_fit)
 
 
 def build_parser():

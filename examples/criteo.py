@@ -12,8 +12,8 @@ repository, or from --data-dir, and prints test AUC and logloss. With
 import sys
 
 import numpy as np
-from _common import add_data_dir, add_model_options, add_run_options, binary_scores, \
-    make_parser, report_fit, timed_fit
+from _common import (add_data_dir, add_model_options, add_run_options, binary_scores,
+                     make_parser, report_fit, timed_fit)
 
 
 def build_parser():
