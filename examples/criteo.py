@@ -9,32 +9,23 @@ repository, or from --data-dir, and prints test AUC and logloss. With
     python examples/criteo.py
     python examples/criteo.py --group-by-field --l2-v 0.01
 """
-import argparse
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
-
-DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from _common import (add_data_dir, add_model_options, add_run_options, binary_scores,
+                     make_parser, report_fit, timed_fit)
 
 
 def build_parser():
     """The script's options (each with its help text)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR,
-                        help="folder holding criteo_small_{train,test}.libffm "
-                             "(default: ../shared/data next to the repository)")
+    parser = make_parser(__doc__)
+    add_data_dir(parser, "criteo_small_{train,test}.libffm")
     parser.add_argument("--quick", action="store_true", help="3 epochs")
-    parser.add_argument("--factors", type=int, default=4, help="latent factors k (default 4)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs (default 5; 3 with --quick)")
+    add_model_options(parser, 4, "epochs (default 5; 3 with --quick)")
     parser.add_argument("--l2-v", type=float, default=1e-3, help="L2 on factors (1e-3)")
     parser.add_argument("--group-by-field", action="store_true",
                         help="one L2 group per libffm field (same strength for each)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--n-jobs", type=int, default=None,
-                        help="threads (default: all cores)")
+    add_run_options(parser)
     return parser
 
 
@@ -45,8 +36,6 @@ def main(argv=None):
     if not train.exists() or not test.exists():
         print(f"criteo.py: {train} or {test} not found; pass --data-dir", file=sys.stderr)
         return 2
-
-    from sklearn.metrics import log_loss, roc_auc_score
 
     from fmnumba import FMClassifier
     from fmnumba.readers import load_libffm
@@ -67,19 +56,12 @@ def main(argv=None):
     model = FMClassifier(n_factors=args.factors, max_iter=epochs, batch_size=32,
                          l2_reg_v=args.l2_v, groups=groups, random_state=args.seed,
                          n_jobs=args.n_jobs)
-    t0 = time.perf_counter()
-    model.fit(Xtr, ytr)
-    fit_s = time.perf_counter() - t0
-    p = model.predict_proba(Xte)[:, 1]
-    pos = yte == model.classes_[1]
-    auc = roc_auc_score(pos, p) if 0 < pos.sum() < pos.size else float("nan")
-    ll = log_loss(pos, p, labels=[False, True])
-    base = log_loss(pos, np.full(pos.shape, np.mean(ytr == model.classes_[1])),
-                    labels=[False, True])
+    fit_s = timed_fit(model, Xtr, ytr)
+    auc, ll, base = binary_scores(model, Xte, yte, ytr)
     print(f"{Xtr.shape[0]} training rows, {Xte.shape[0]} test rows, {n} features, "
           f"{len(set(fields[fields >= 0].tolist()))} fields")
     print(f"test AUC: {auc:.4f} logloss: {ll:.4f} (base rate logloss {base:.4f}) "
-          f"fit {fit_s:.2f} s, {model.n_iter_} epochs")
+          + report_fit(model, fit_s))
     return 0
 
 

@@ -11,25 +11,20 @@ its ``u.data`` (tab-separated ``user item rating timestamp``)::
 Any ``user item rating`` file that fmnumba.readers.load_ratings reads works
 (``::``, comma or tab separated; ml-1m's ratings.dat included).
 """
-import argparse
 import sys
-import time
 
 import numpy as np
+from _common import add_model_options, add_run_options, make_parser, report_fit, timed_fit
 
 
 def build_parser():
     """The script's options (each with its help text)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("path", nargs="?", help="MovieLens u.data (or ratings.dat / CSV)")
     parser.add_argument("--quick", action="store_true", help="5 epochs instead of 30")
-    parser.add_argument("--factors", type=int, default=8, help="latent factors k (default 8)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs (default 30; 5 with --quick)")
+    add_model_options(parser, 8, "epochs (default 30; 5 with --quick)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--n-jobs", type=int, default=None,
-                        help="threads (default: all cores)")
+    add_run_options(parser)
     return parser
 
 
@@ -58,14 +53,12 @@ def main(argv=None):
     model = FMRegressor(n_factors=args.factors, max_iter=epochs, learning_rate=0.003,
                         early_stopping=False,  # the test rows are reported, not monitored
                         random_state=args.seed, n_jobs=args.n_jobs)
-    t0 = time.perf_counter()
-    model.fit(X[tr], y[tr], eval_set=(X[te], y[te]))
-    fit_s = time.perf_counter() - t0
+    fit_s = timed_fit(model, X[tr], y[tr], eval_set=(X[te], y[te]))
     pred = np.clip(model.predict(X[te]), y.min(), y.max())
     rmse = float(np.sqrt(np.mean((pred - y[te]) ** 2)))
     base = float(np.sqrt(np.mean((y[tr].mean() - y[te]) ** 2)))
     print(f"test RMSE: {rmse:.4f} (global mean: {base:.4f}) "
-          f"fit {fit_s:.2f} s, {model.n_iter_} epochs")
+          + report_fit(model, fit_s))
     return 0
 
 

@@ -45,7 +45,6 @@ import socket
 import stat
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import warnings
@@ -61,6 +60,11 @@ from hypothesis import strategies as st  # noqa: E402
 import fmnumba  # noqa: E402
 from fmnumba import DivergenceError, FMClassifier, FMRegressor, _source, readers  # noqa: E402
 from fmnumba._model_file import same_labels  # noqa: E402
+
+try:
+    from ._pipes import pipe_of  # noqa: E402
+except ImportError:
+    from _pipes import pipe_of  # noqa: E402
 
 ALLOWED = (ValueError, TypeError, DivergenceError)
 ADVERSARIAL = [0.0, -0.0, 1.0, -1.0, 1e-45, 5e-324, 1e-30, 1e30, -1e30, 3e38, 1e200,
@@ -240,6 +244,16 @@ def check_finite_model(m):
     assert np.all(np.isfinite(m._state.bias_state)), "non-finite w0 after fit"
 
 
+def _quietly_allowing(method, *args):
+    """method(*args) with warnings silenced; an ALLOWED error is an accepted outcome."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            method(*args)
+    except ALLOWED:
+        pass
+
+
 def call_predict(m, X, classifier):
     try:
         out = m._decision(X)
@@ -313,21 +327,10 @@ def run_model_case(draw):
             np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * (1 + np.abs(ref).max(initial=0)))
     _, X2, _ = draw(st.one_of(raw_matrix(), dense_matrix()))
     call_predict(m, X2, classifier)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            m.score(X2, y_for(draw, X2.shape[0] if hasattr(X2, "shape") else len(X2),
-                              classifier)[0])
-    except ALLOWED:
-        pass
+    n2 = X2.shape[0] if hasattr(X2, "shape") else len(X2)
+    _quietly_allowing(m.score, X2, y_for(draw, n2, classifier)[0])
     if draw(st.booleans()):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                m.partial_fit(X2, y_for(draw, X2.shape[0] if hasattr(X2, "shape") else len(X2),
-                                        classifier)[0])
-        except ALLOWED:
-            pass
+        _quietly_allowing(m.partial_fit, X2, y_for(draw, n2, classifier)[0])
         check_finite_model(m)
     return "fitted"
 
@@ -608,27 +611,6 @@ def data_text(draw):
     return eol.join(rows) + eol
 
 
-def _feed(path_bytes):
-    """A /dev/fd path on a pipe a thread fills with path_bytes, and the thread."""
-    r, w = os.pipe()
-
-    def write():
-        try:
-            os.write(w, path_bytes) if len(path_bytes) < 60000 else None
-            view = memoryview(path_bytes)
-            if len(path_bytes) >= 60000:
-                while view:
-                    view = view[os.write(w, view):]
-        except OSError:
-            pass
-        finally:
-            os.close(w)
-
-    t = threading.Thread(target=write, daemon=True)
-    t.start()
-    return f"/dev/fd/{r}", r, t
-
-
 def _read(path):
     try:
         d = readers.read_data(path)
@@ -657,7 +639,7 @@ def run_text_case(draw, folder):
     elif pack == "xz":
         raw = lzma.compress(raw)
     if pipe:
-        path, r, t = _feed(raw)
+        path, r, t = pipe_of(raw)
         try:
             got = _read(path)
         finally:

@@ -183,3 +183,16 @@ def fm_problem(draw, *, kind="moderate", dtype=None, loss_codes=(0, 1, 2), min_r
     sw = sw.astype(dtype)
     dense = naive.csr_to_dense(X.indptr, X.indices, X.data, X.shape[1])
     return Problem(raw, X, dense, k, dtype, P, w0, y, sw, code, seed)
+
+
+def squared_loss_problems(max_rows, max_k):
+    """fm_problem with the squared loss, moderate values and small P, each float dtype."""
+    return st.one_of(*(fm_problem(dtype=dt, kind="moderate", loss_codes=(0,), max_rows=max_rows,
+                                  max_k=max_k, p_scale=0.3) for dt in FLOAT_DTYPES))
+
+
+def make_binary(prob):
+    """Turn prob into binary X (stored values 1) with unit sample weights, in place."""
+    prob.X.data[:] = 1
+    prob.dense = naive.csr_to_dense(prob.X.indptr, prob.X.indices, prob.X.data, prob.X.shape[1])
+    prob.sw = np.ones_like(prob.sw)

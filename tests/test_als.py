@@ -32,23 +32,13 @@ def _l2(data, p):
 
 
 
-def _make_binary(prob):
-    """Turn prob into binary X (stored values 1) with unit sample weights."""
-    prob.X.data[:] = 1
-    prob.dense = naive.csr_to_dense(prob.X.indptr, prob.X.indices, prob.X.data, prob.X.shape[1])
-    prob.sw = np.ones_like(prob.sw)
-
-
-@given(prob=st.one_of(*(S.fm_problem(dtype=dt, kind="moderate", loss_codes=(0,), max_rows=12,
-                                     max_k=4, p_scale=0.3) for dt in DTYPES)),
-       data=st.data())
+@given(prob=S.squared_loss_problems(max_rows=12, max_k=4), data=st.data())
 @settings(max_examples=40)
 def test_als_sweep_matches_dense_coordinate_minimisers(prob, data):
     """Each coordinate step of a sweep is the dense closed-form minimiser."""
-    p = prob.X.shape[1]
-    lw, lv, lw_p, lv_p = _l2(data, p)
+    lw, lv, lw_p, lv_p = _l2(data, prob.X.shape[1])
     if data.draw(st.booleans()):  # the one-hot / unit-weight fast path
-        _make_binary(prob)
+        S.make_binary(prob)
     P = prob.P.copy()
     w0 = float(prob.dtype.type(prob.w0))
     view = build_column_view(prob.X, prob.dtype)
@@ -65,13 +55,10 @@ def test_als_sweep_matches_dense_coordinate_minimisers(prob, data):
     np.testing.assert_allclose(hist["objective"], J, rtol=10 * tol, atol=10 * tol)
 
 
-@given(prob=st.one_of(*(S.fm_problem(dtype=dt, kind="moderate", loss_codes=(0,), max_rows=30,
-                                     max_k=6, p_scale=0.3) for dt in DTYPES)),
-       data=st.data())
+@given(prob=S.squared_loss_problems(max_rows=30, max_k=6), data=st.data())
 @settings(max_examples=30)
 def test_als_objective_never_increases(prob, data):
-    p = prob.X.shape[1]
-    lw, lv, _, _ = _l2(data, p)
+    lw, lv, _, _ = _l2(data, prob.X.shape[1])
     hist = {}
     A.run_als(prob.X, prob.y, prob.sw, prob.P.copy(), float(prob.dtype.type(prob.w0)),
               max_iter=15, l2_reg_w=lw, l2_reg_v=lv, history=hist)

@@ -38,6 +38,21 @@ def assert_user_error(code, err):
     assert len(errors) == 1 and errors[0] == lines[-1], err  # notes may come before
 
 
+def fit_one_epoch(capsys, data, task, model, *extra):
+    """`fmnumba fit` for one epoch on `data` into `model`, which must succeed."""
+    code, _, err = run(capsys, "fit", data, "--task", task, *extra, "--epochs", 1,
+                       "-m", model, "-q")
+    assert code == 0, err
+    return model
+
+
+def refused(capsys, *argv):
+    """The stderr of a command that must end in one user-error line."""
+    code, _, err = run(capsys, *argv)
+    assert_user_error(code, err)
+    return err
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """Small libsvm (regression, one-based), libsvm (classification), libffm
@@ -172,21 +187,14 @@ def test_classification_labels_and_proba(capsys, files, tmp_path):
 
 
 def test_hinge_classifier_has_no_proba(capsys, files, tmp_path):
-    model = tmp_path / "h.npz"
-    code, _, err = run(capsys, "fit", files / "clf.train", "--task", "c", "--loss", "hinge",
-                       "--epochs", 1, "-m", model, "-q")
-    assert code == 0, err
+    model = fit_one_epoch(capsys, files / "clf.train", "c", tmp_path / "h.npz", "--loss", "hinge")
     code, out, _ = run(capsys, "evaluate", model, files / "clf.test", "--json")
     assert code == 0 and "logloss" not in json.loads(out)
-    code, _, err = run(capsys, "predict", model, files / "clf.test", "--proba")
-    assert_user_error(code, err)
-    assert "logistic" in err
+    assert "logistic" in refused(capsys, "predict", model, files / "clf.test", "--proba")
 
 
 def test_narrower_libsvm_file_at_predict(capsys, files, tmp_path):
-    model = tmp_path / "m.npz"
-    assert run(capsys, "fit", files / "reg.train", "--task", "r", "--epochs", 1,
-               "-m", model, "-q")[0] == 0
+    model = fit_one_epoch(capsys, files / "reg.train", "r", tmp_path / "m.npz")
     n_features = load(model).n_features_in_
     # keep only the first token after the label: far fewer columns than the model
     narrow = tmp_path / "narrow.txt"
@@ -227,13 +235,9 @@ def test_ratings_encoder_is_kept(capsys, files, tmp_path):
 
 
 def test_ratings_model_needs_its_sidecar(capsys, files, tmp_path):
-    model = tmp_path / "r.npz"
-    assert run(capsys, "fit", files / "ratings.train", "--task", "r", "--epochs", 1,
-               "-m", model, "-q")[0] == 0
+    model = fit_one_epoch(capsys, files / "ratings.train", "r", tmp_path / "r.npz")
     os.remove(str(model) + ".encoder.json")
-    code, _, err = run(capsys, "predict", model, files / "ratings.test")
-    assert_user_error(code, err)
-    assert "encoder" in err
+    assert "encoder" in refused(capsys, "predict", model, files / "ratings.test")
 
 
 # --- per-group L2 from the command line ----------------------------------------
@@ -304,15 +308,10 @@ def test_malformed_data_line(capsys, files, tmp_path):
 
 
 def test_wrong_format_and_labels_for_model(capsys, files, tmp_path):
-    model = tmp_path / "c.npz"
-    assert run(capsys, "fit", files / "clf.train", "--task", "c", "--epochs", 1,
-               "-m", model, "-q")[0] == 0
-    code, _, err = run(capsys, "predict", model, files / "clf.test.libffm")
-    assert_user_error(code, err)
+    model = fit_one_epoch(capsys, files / "clf.train", "c", tmp_path / "c.npz")
+    err = refused(capsys, "predict", model, files / "clf.test.libffm")
     assert "libffm" in err and "libsvm" in err
-    code, _, err = run(capsys, "evaluate", model, files / "reg.test")  # labels not ±1
-    assert_user_error(code, err)
-    assert "classes" in err
+    assert "classes" in refused(capsys, "evaluate", model, files / "reg.test")  # labels not ±1
 
 
 def test_errors_in_a_subprocess_have_no_traceback(files, tmp_path):

@@ -22,6 +22,8 @@ def run_example(name, *args):
 
 def example_parser(name):
     """The example's own argparse parser (its build_parser())."""
+    if str(EXAMPLES) not in sys.path:  # the scripts import their shared module
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"example_{name[:-3]}", EXAMPLES / name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -494,13 +494,17 @@ def test_adam_epoch_zero_weight_batches_take_no_step(backend, dt):
     assert np.all(np.isfinite(P)) and np.all(np.isfinite(M)) and np.all(np.isfinite(S_))
 
 
+def _float32_batches(backend):
+    """Non-empty float32 problems with moderate values and small P, sized for `backend`."""
+    return S.fm_problem(dtype=np.float32, kind="moderate", p_scale=0.3, min_rows=1,
+                        max_rows=backend.max_rows)
+
+
 def test_adam_epoch_float32_batch_by_batch(backend):
     """float32 adam_epoch, one batch per call with t carried: after every
     batch, moments = naive moments of the exact gradient at the kernel's own
     previous state, w0 and its moments = naive scalar Adam, t increments."""
-    @backend.given(prob=S.fm_problem(dtype=np.float32, kind="moderate", p_scale=0.3,
-                                     min_rows=1, max_rows=backend.max_rows),
-                   data=st.data())
+    @backend.given(prob=_float32_batches(backend), data=st.data())
     def check(prob, data):
         X, n = prob.X, prob.X.shape[0]
         rng = np.random.default_rng(prob.seed)
@@ -748,9 +752,7 @@ def test_sgd_epoch_sequential_matches_naive_float64(backend):
 def test_sgd_epoch_float32_sample_by_sample(backend):
     """float32 SGD: each per-sample update = naive sgd_step from the kernel's
     own previous state (so rounding does not accumulate)."""
-    @backend.given(prob=S.fm_problem(dtype=np.float32, kind="moderate", p_scale=0.3,
-                                     min_rows=1, max_rows=backend.max_rows),
-                   data=st.data())
+    @backend.given(prob=_float32_batches(backend), data=st.data())
     def check(prob, data):
         X, n = prob.X, prob.X.shape[0]
         rng = np.random.default_rng(prob.seed)

@@ -143,23 +143,14 @@ def _state(P, w0, alpha, mu_w, lam_w, mu_v, lam_v, seed):
 
 
 
-def _make_binary(prob):
-    """Turn prob into binary X (stored values 1) with unit sample weights."""
-    prob.X.data[:] = 1
-    prob.dense = naive.csr_to_dense(prob.X.indptr, prob.X.indices, prob.X.data, prob.X.shape[1])
-    prob.sw = np.ones_like(prob.sw)
-
-
-@given(prob=st.one_of(*(S.fm_problem(dtype=dt, kind="moderate", loss_codes=(0,), max_rows=12,
-                                     max_k=4, p_scale=0.3) for dt in DTYPES)),
-       data=st.data())
+@given(prob=S.squared_loss_problems(max_rows=12, max_k=4), data=st.data())
 @settings(max_examples=40)
 def test_gibbs_sweep_matches_dense_reference(prob, data):
     """A sweep with fixed hyperparameters equals naive.gibbs_sweep fed the
     same standard-normal draws (keyed by sweep, tag and feature)."""
     p, k = prob.X.shape[1], prob.k
     if data.draw(st.booleans()):  # the one-hot / unit-weight fast path
-        _make_binary(prob)
+        S.make_binary(prob)
     n_groups = data.draw(st.integers(1, 3))
     groups = np.array(data.draw(st.lists(st.integers(0, n_groups - 1), min_size=p, max_size=p)))
     rng = np.random.default_rng(prob.seed)

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 import zipfile
@@ -27,6 +26,11 @@ from fmnumba import FMClassifier, FMRegressor, _source, readers
 from fmnumba._model_file import same_labels
 from fmnumba._validation import per_feature_l2
 from fmnumba.cli import main
+
+try:
+    from ._pipes import pipe_of, start_writer
+except ImportError:
+    from _pipes import pipe_of, start_writer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = sp.random(50, 6, density=0.5, format="csr", random_state=0)
@@ -105,28 +109,10 @@ def test_cli_predict_refuses_a_device_model(tmp_path, capsys):
     assert code == 2 and "character device" in err
 
 
-def _writer(w, chunks):
-    """A thread writing the byte strings of iterable `chunks` to fd w, then closing it
-    (a closed read end ends it with BrokenPipeError)."""
-    def run():
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(w, view):]
-        except OSError:
-            pass
-        finally:
-            os.close(w)
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-
 def test_stream_reads_are_bounded(monkeypatch):
     monkeypatch.setattr(_source, "max_stream_bytes", lambda: 1000)
     r, w = os.pipe()
-    t = _writer(w, iter(lambda: b"1 1:1\n" * 1000, None))  # endless, like `yes 1`
+    t = start_writer(w, iter(lambda: b"1 1:1\n" * 1000, None))  # endless, like `yes 1`
     try:
         with deadline(20), pytest.raises(ValueError, match="the most read into memory"):
             readers.read_data(f"/dev/fd/{r}")
@@ -137,12 +123,6 @@ def test_stream_reads_are_bounded(monkeypatch):
 
 # --- pipes keep every row ---------------------------------------------------
 
-def _pipe_of(data: bytes):
-    """A /dev/fd path on a pipe a thread fills with `data`."""
-    r, w = os.pipe()
-    return f"/dev/fd/{r}", r, _writer(w, [data])
-
-
 @pytest.mark.parametrize("fmt", ["libsvm", "libffm", "ratings"])
 def test_pipes_lose_no_rows(tmp_path, fmt):
     text = {"libsvm": svm_text(),
@@ -152,7 +132,7 @@ def test_pipes_lose_no_rows(tmp_path, fmt):
     f = tmp_path / "plain.txt"
     f.write_text(text)
     ref = readers.read_data(f)
-    path, r, t = _pipe_of(text.encode())
+    path, r, t = pipe_of(text.encode())
     try:
         got = readers.read_data(path)
     finally:
@@ -209,16 +189,30 @@ def test_binary_garbage_error_is_short(tmp_path):
     assert len(str(ei.value)) < 300
 
 
+def _with_peak_memory(fn, *args):
+    """fn(*args) and the peak bytes Python allocated while it ran (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        out = fn(*args)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def _assert_refused_in_little_memory(path, match):
+    """Loading `path` raises ModelFileError matching `match`, peaking under 50 MiB."""
+    def load():
+        with pytest.raises(fmnumba.ModelFileError, match=match):
+            fmnumba.load(path)
+    assert _with_peak_memory(load)[1] < 50 << 20
+
+
 # --- large group and field ids ----------------------------------------------
 
 def test_group_cost_does_not_scale_with_the_largest_id():
     groups = np.array([0, 3_000_000, 2_147_483_646, 5])
-    tracemalloc.start()
-    try:
-        out = per_feature_l2("l2_reg_v", 0.01, groups, 4)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    out, peak = _with_peak_memory(per_feature_l2, "l2_reg_v", 0.01, groups, 4)
     assert out.tolist() == [0.01] and peak < 1 << 20
     with pytest.raises(ValueError, match=r"2 values but groups defines 3000001 groups"):
         per_feature_l2("l2_reg_v", [0.1, 0.2], np.array([0, 3_000_000]), 2)
@@ -281,14 +275,7 @@ def test_declared_widths_are_bounded_before_allocation(clf, tmp_path, dtype_text
     clf.save(src)
     bad = _rewrite(src, tmp_path / "bad.npz",
                    meta_change=lambda m: m.update(classes_dtype=dtype_text))
-    tracemalloc.start()
-    try:
-        with pytest.raises(fmnumba.ModelFileError, match="classes"):
-            fmnumba.load(bad)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 50 << 20
+    _assert_refused_in_little_memory(bad, "classes")
 
 
 def test_array_header_claiming_more_than_the_file_is_refused(clf, tmp_path):
@@ -303,14 +290,7 @@ def test_array_header_claiming_more_than_the_file_is_refused(clf, tmp_path):
             if name == "P.npy":
                 data = header.getvalue()
             zout.writestr(name, data)
-    tracemalloc.start()
-    try:
-        with pytest.raises(fmnumba.ModelFileError, match="declares"):
-            fmnumba.load(bad)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 50 << 20
+    _assert_refused_in_little_memory(bad, "declares")
 
 
 def test_compressed_members_are_refused(clf, tmp_path):
@@ -635,7 +615,7 @@ def test_slow_compressed_pipe_is_recognised(tmp_path):
         time.sleep(0.3)
         for byte in gzip.compress(text.encode()):
             yield bytes([byte])
-    t = _writer(w, late_bytes())
+    t = start_writer(w, late_bytes())
     try:
         got = readers.read_data(f"/dev/fd/{r}")
     finally:

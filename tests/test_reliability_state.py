@@ -19,6 +19,11 @@ from fmnumba import _validation as validation
 from fmnumba import training
 from fmnumba.cli import main
 
+try:
+    from ._failing_kernels import FailingKernels
+except ImportError:
+    from _failing_kernels import FailingKernels
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -59,32 +64,15 @@ def assert_same(est, snap):
         assert now[key] == snap[key], key
 
 
-class _FailingKernels:
-    """The CPU kernels, raising `exc` as epoch `at` returns (where Python
-    delivers an exception raised during a nogil kernel)."""
-
-    def __init__(self, at, exc=KeyboardInterrupt):
-        from fmnumba import cpu
-        self._cpu, self._at, self._n, self._exc = cpu, at, 0, exc
-
-    def __getattr__(self, name):
-        return getattr(self._cpu, name)
-
-    def _epoch(self, fn, *a):
-        out = fn(*a)
-        self._n += 1
-        if self._n == self._at:
-            raise self._exc
-        return out
-
-    def adam_epoch(self, *a):
-        return self._epoch(self._cpu.adam_epoch, *a)
-
-    def sgd_epoch(self, *a):
-        return self._epoch(self._cpu.sgd_epoch, *a)
-
-
 # --- a failed refit leaves the previous model ----------------------------------
+
+def _assert_failed_refit_keeps_model(m, refit, exc, match=None):
+    """refit(m) raises `exc` (its message matching `match`) and leaves m as it was."""
+    before = snapshot(m)
+    with pytest.raises(exc, match=match):
+        refit(m)
+    assert_same(m, before)
+
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, MemoryError])
 def test_refit_failing_in_parameter_initialisation_keeps_previous_model(monkeypatch, exc):
@@ -114,32 +102,26 @@ def test_refit_failing_in_parameter_initialisation_keeps_previous_model(monkeypa
 def test_refit_interrupted_in_any_epoch_keeps_previous_model(monkeypatch, solver, at):
     X, y = _data()
     m = reg(solver=solver).fit(X, y)
-    before = snapshot(m)
-    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: _FailingKernels(at))
+    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: FailingKernels(at))
     X2, y2 = _data(seed=5)
-    with pytest.raises(KeyboardInterrupt):
-        m.set_params(max_iter=5).fit(X2, y2)
-    assert_same(m, before)
+    _assert_failed_refit_keeps_model(m, lambda m: m.set_params(max_iter=5).fit(X2, y2),
+                                     KeyboardInterrupt)
 
 
 def test_refit_that_diverges_keeps_previous_model():
     X, y = _data()
     m = reg().fit(X, y)
-    before = snapshot(m)
-    with pytest.raises(DivergenceError):
-        m.set_params(learning_rate=1e30).fit(X, y)
-    assert_same(m, before)
+    _assert_failed_refit_keeps_model(m, lambda m: m.set_params(learning_rate=1e30).fit(X, y),
+                                     DivergenceError)
 
 
 def test_refit_refused_for_memory_keeps_previous_model():
     X, y = _data()
     m = reg().fit(X, y)
-    before = snapshot(m)
     huge = sp.csr_matrix((np.ones(2), np.array([0, 2**40 - 1]), np.array([0, 1, 2])),
                          shape=(2, 2**40))
-    with pytest.raises(MemoryError, match="GiB"):
-        m.fit(huge, [1.0, 2.0])
-    assert_same(m, before)
+    _assert_failed_refit_keeps_model(m, lambda m: m.fit(huge, [1.0, 2.0]), MemoryError,
+                                     match="GiB")
 
 
 def test_failed_partial_fit_leaves_rng_so_continuation_is_identical(monkeypatch):
@@ -150,7 +132,7 @@ def test_failed_partial_fit_leaves_rng_so_continuation_is_identical(monkeypatch)
     b = reg().fit(X, y)
     before = snapshot(b)
     monkeypatch.setattr("fmnumba.estimators.get_kernels",
-                        lambda *a, **k: _FailingKernels(1, MemoryError))
+                        lambda *a, **k: FailingKernels(1, MemoryError))
     with pytest.raises(MemoryError):
         b.partial_fit(X, y)
     monkeypatch.undo()
@@ -173,12 +155,12 @@ def test_failed_partial_fit_leaves_rng_so_continuation_is_identical(monkeypatch)
 
 def test_first_fit_interrupted_keeps_its_completed_epochs(monkeypatch):
     X, y = _data()
-    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: _FailingKernels(3))
+    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: FailingKernels(3))
     m = reg(max_iter=5)
     with pytest.raises(KeyboardInterrupt):
         m.fit(X, y)
     assert m.n_iter_ == 2 == len(m.history_["train_loss"]) == len(m.history_["time_s"])
-    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: _FailingKernels(1))
+    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: FailingKernels(1))
     fresh = reg(max_iter=5)
     with pytest.raises(KeyboardInterrupt):
         fresh.fit(X, y)
@@ -288,7 +270,7 @@ def test_sigint_is_held_to_the_end_of_the_epoch(monkeypatch):
     from fmnumba import cpu
     calls = []
 
-    class Kern(_FailingKernels):
+    class Kern(FailingKernels):
         def adam_epoch(self, *a):
             out = cpu.adam_epoch(*a)
             calls.append(1)

@@ -24,6 +24,11 @@ from sklearn.exceptions import NotFittedError
 from fmnumba import DivergenceError, FMClassifier, FMRegressor
 from fmnumba import _validation as validation
 
+try:
+    from ._failing_kernels import FailingKernels
+except ImportError:
+    from _failing_kernels import FailingKernels
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -615,35 +620,11 @@ def test_divergence_is_an_arithmetic_error():
 
 # --- interrupted fit ----------------------------------------------------------
 
-class _InterruptingKernels:
-    """The CPU kernels, with a KeyboardInterrupt arriving as epoch `at` returns
-    (which is when Python delivers a Ctrl-C pressed during a nogil kernel)."""
-
-    def __init__(self, at):
-        from fmnumba import cpu
-        self._cpu, self._at, self._n = cpu, at, 0
-
-    def __getattr__(self, name):
-        return getattr(self._cpu, name)
-
-    def _epoch(self, fn, *a):
-        out = fn(*a)
-        self._n += 1
-        if self._n == self._at:
-            raise KeyboardInterrupt
-        return out
-
-    def adam_epoch(self, *a):
-        return self._epoch(self._cpu.adam_epoch, *a)
-
-    def sgd_epoch(self, *a):
-        return self._epoch(self._cpu.sgd_epoch, *a)
-
 
 @pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_keyboard_interrupt_keeps_last_completed_epoch(monkeypatch, solver):
     ref = reg(solver=solver, max_iter=2, n_jobs=1).fit(X0, Y0)
-    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: _InterruptingKernels(3))
+    monkeypatch.setattr("fmnumba.estimators.get_kernels", lambda *a, **k: FailingKernels(3))
     m = reg(solver=solver, max_iter=10, n_jobs=1)
     with pytest.raises(KeyboardInterrupt):
         m.fit(X0, Y0)
