@@ -237,18 +237,21 @@ def _agg(runs, task):
     return m
 
 
+def _intro(res):
+    """Title and how the runs were made."""
+    return ["# Bayesian FM: fmnumba mcmc vs myFM (Gibbs sampling)", "",
+            f"k = {res['k']}, {res['sweeps']} sweeps, 195 kept samples, fmnumba on "
+            f"{res['threads']} threads, myFM on one (its sampler is sequential); "
+            f"{res['repeats']} repeats per library, alternating which runs first; medians. "
+            f"OMP_WAIT_POLICY={res['omp_wait_policy']}. Machine: {res['cpu_count']} cores, "
+            f"load average (1, 5, 15 min) {_fmt_load(res['load_start'])} at the start and "
+            f"{_fmt_load(res['load_end'])} at the end (shared with other work: timings "
+            "are noisy, compare the ratios).", ""]
+
+
 def report(res, path_md, path_png):
-    lines = ["# Bayesian FM: fmnumba mcmc vs myFM (Gibbs sampling)", "",
-             f"k = {res['k']}, {res['sweeps']} sweeps, 195 kept samples, fmnumba on "
-             f"{res['threads']} threads, myFM on one (its sampler is sequential); "
-             f"{res['repeats']} repeats per library, alternating which runs first; medians. "
-             f"OMP_WAIT_POLICY={res['omp_wait_policy']}. Machine: {res['cpu_count']} cores, "
-             f"load average (1, 5, 15 min) {_fmt_load(res['load_start'])} at the start and "
-             f"{_fmt_load(res['load_end'])} at the end (shared with other work: timings "
-             "are noisy, compare the ratios).", "",
-             "| data | library | RMSE | AUC | log loss | fit s | s/sweep | nnz·k/s per sweep "
-             "| peak RSS MiB | myFM fit / fmnumba fit |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    from .report import md_table
+    fits = []
     for name, d in res["datasets"].items():
         task = d["task"]
         for lib in ("fmnumba", "myfm"):
@@ -256,20 +259,10 @@ def report(res, path_md, path_png):
             ratio = d["fit_time_ratio_myfm_over_fmnumba"]
             rtxt = (f"{np.median(ratio):.2f}× (runs: {', '.join(f'{x:.2f}' for x in ratio)})"
                     if lib == "fmnumba" else "")
-            lines.append(
-                f"| {name} | {lib} | {_f(m.get('rmse'))} | {_f(m.get('auc'))} | "
-                f"{_f(m.get('logloss'))} | {m['fit_s']:.2f} | {m['sweep_s'] * 1e3:.1f} ms | "
-                f"{m['nnz_k_per_s']:.3g} | {m['peak_rss_mib']:.0f} | {rtxt} |")
-    lines += ["", "Per-run figures (every repeat) are in bayes.json.", "",
-              "## Sweep throughput beside Adam, and where a sweep's time goes", "",
-              "fmnumba, first repeat: compile time of the warm-up fit, one Adam epoch "
-              "(fmnumba's defaults) on the same training data, the share of nonzeros in "
-              "parallel (one-hot) blocks, and cProfile's own time per sweep of each kernel "
-              "over a 20-sweep fit (update_sweep: the draws of w and V; latent_rows: the "
-              "probit latent targets and residual sums; refresh_rows: the rebuild of e and q "
-              "every 10 sweeps; draw_group_hyper: μ, λ).", "",
-              "| data | compile s | Adam epoch nnz·k/s | mcmc sweep nnz·k/s | parallel nnz "
-              "| ms per sweep by kernel |", "|---|---|---|---|---|---|"]
+            fits.append([name, lib, _f(m.get("rmse")), _f(m.get("auc")), _f(m.get("logloss")),
+                         f"{m['fit_s']:.2f}", f"{m['sweep_s'] * 1e3:.1f} ms",
+                         f"{m['nnz_k_per_s']:.3g}", f"{m['peak_rss_mib']:.0f}", rtxt])
+    kernels = []
     for name, d in res["datasets"].items():
         f0 = d["runs"]["fmnumba"][0]
         parts = f0.get("profile_ms_per_sweep") or {}
@@ -277,9 +270,22 @@ def report(res, path_md, path_png):
         shown = {k: v for k, v in parts.items() if v >= 0.02 * total}
         shown["rest"] = total - sum(shown.values())
         prof = ", ".join(f"{k} {v:.2f} ({100 * v / total:.0f}%)" for k, v in shown.items())
-        lines.append(f"| {name} | {f0['compile_s']:.1f} | {f0.get('adam_nnz_k_per_s', 0):.3g} | "
-                     f"{f0['nnz_k_per_s']:.3g} | {100 * f0['parallel_nnz_fraction']:.0f}% | "
-                     f"{prof} |")
+        kernels.append([name, f"{f0['compile_s']:.1f}", f"{f0.get('adam_nnz_k_per_s', 0):.3g}",
+                        f"{f0['nnz_k_per_s']:.3g}",
+                        f"{100 * f0['parallel_nnz_fraction']:.0f}%", prof])
+    lines = _intro(res) + [
+        md_table(["data", "library", "RMSE", "AUC", "log loss", "fit s", "s/sweep",
+                  "nnz·k/s per sweep", "peak RSS MiB", "myFM fit / fmnumba fit"], fits),
+        "", "Per-run figures (every repeat) are in bayes.json.", "",
+        "## Sweep throughput beside Adam, and where a sweep's time goes", "",
+        "fmnumba, first repeat: compile time of the warm-up fit, one Adam epoch "
+        "(fmnumba's defaults) on the same training data, the share of nonzeros in "
+        "parallel (one-hot) blocks, and cProfile's own time per sweep of each kernel "
+        "over a 20-sweep fit (update_sweep: the draws of w and V; latent_rows: the "
+        "probit latent targets and residual sums; refresh_rows: the rebuild of e and q "
+        "every 10 sweeps; draw_group_hyper: μ, λ).", "",
+        md_table(["data", "compile s", "Adam epoch nnz·k/s", "mcmc sweep nnz·k/s",
+                  "parallel nnz", "ms per sweep by kernel"], kernels)]
     Path(path_md).write_text("\n".join(lines) + "\n")
     _plot(res, path_png)
 

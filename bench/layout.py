@@ -33,31 +33,10 @@ def _kernels():
     from fmnumba.cpu._prefetch import prefetch_row
 
     @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
-    def gather_rows(indptr, indices, T, k, off, out):
-        """out[r] = Σ_j T[j, 0] + Σ_j Σ_f T[j, off + f] (f < k) over row r."""
+    def gather(indptr, indices, W, V, off, k, out):
+        """out[r] = Σ_j W[j, 0] + Σ_j Σ_f V[j, off + f] (f < k) over row r,
+        the next row's V rows prefetched; W may be V itself (w in column 0)."""
         n = out.shape[0]
-        for c in prange((n + 1023) // 1024):
-            acc = np.zeros(k, dtype=T.dtype)
-            stop = min(n, (c + 1) * 1024)
-            for r in range(c * 1024, stop):
-                acc[:] = 0
-                s = T.dtype.type(0)
-                a, b = indptr[r], indptr[r + 1]
-                nb = indptr[r + 2] if r + 1 < stop else b
-                for p in range(a, b):
-                    q = b + (p - a)
-                    if q < nb:
-                        prefetch_row(T, indices[q])
-                    j = indices[p]
-                    s += T[j, 0]
-                    for f in range(k):
-                        acc[f] += T[j, off + f]
-                out[r] = s + acc.sum()
-
-    @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
-    def gather_split(indptr, indices, w, V, out):
-        n = out.shape[0]
-        k = V.shape[1]
         for c in prange((n + 1023) // 1024):
             acc = np.zeros(k, dtype=V.dtype)
             stop = min(n, (c + 1) * 1024)
@@ -71,12 +50,12 @@ def _kernels():
                     if q < nb:
                         prefetch_row(V, indices[q])
                     j = indices[p]
-                    s += w[j]
+                    s += W[j, 0]
                     for f in range(k):
-                        acc[f] += V[j, f]
+                        acc[f] += V[j, off + f]
                 out[r] = s + acc.sum()
 
-    return gather_rows, gather_split
+    return gather
 
 
 def _aligned(shape, dtype, align=64):
@@ -88,7 +67,7 @@ def _aligned(shape, dtype, align=64):
 
 def measure(indptr, indices, n_features, ks=(4, 8, 16, 32, 64), threads=2, repeats=5, seed=0):
     import numba
-    gather_rows, gather_split = _kernels()
+    gather = _kernels()
     rng = np.random.default_rng(seed)
     n = indptr.shape[0] - 1
     nnz = int(indptr[-1])
@@ -100,9 +79,10 @@ def measure(indptr, indices, n_features, ks=(4, 8, 16, 32, 64), threads=2, repea
         width = -(-(1 + k) // 16) * 16
         pad = _aligned((n_features, width), np.float32)
         pad[:, :1 + k] = wv
-        steps = {"wv": lambda: gather_rows(indptr, indices, wv, k, 1, out),
-                 "split": lambda: gather_split(indptr, indices, w, V, out),
-                 "padded": lambda: gather_rows(indptr, indices, pad, k, 1, out)}
+        w_col = w.reshape(-1, 1)
+        steps = {"wv": lambda: gather(indptr, indices, wv, wv, 1, k, out),
+                 "split": lambda: gather(indptr, indices, w_col, V, 0, k, out),
+                 "padded": lambda: gather(indptr, indices, pad, pad, 1, k, out)}
         mem = {"wv": wv.nbytes, "split": w.nbytes + V.nbytes, "padded": pad.nbytes}
         for nt in sorted({1, int(threads)}):
             numba.set_num_threads(nt)
@@ -117,7 +97,7 @@ def measure(indptr, indices, n_features, ks=(4, 8, 16, 32, 64), threads=2, repea
             line = ", ".join(f"{r['layout']} {r['time_s']:.4f} s"
                              for r in res["rows"][-len(steps):])
             print(f"k={k:3d} threads={nt}: {line}", flush=True)
-        del wv, w, V, pad
+        del wv, w, w_col, V, pad
     return res
 
 

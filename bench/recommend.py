@@ -10,7 +10,6 @@ Both paths are warmed up first (Numba JIT or its disk cache), and the
 compile time of the recommend kernels is reported apart. Both give the
 same items (checked); the figure is the median of --repeats timings.
 """
-import argparse
 import os
 import sys
 import time
@@ -19,10 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.timing import median_time, tool_parser  # noqa: E402
+
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    ap = tool_parser(__doc__, data=False, out=False)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--users", type=int, default=943)
     ap.add_argument("--items", type=int, default=1682)
@@ -68,16 +68,9 @@ def main():
     fast_items = recommend(model, enc, ask, n=args.n).items
     same = bool(np.array_equal(np.asarray(cand)[brute_items], fast_items))
 
-    def median_time(fn):
-        ts = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return float(np.median(ts))
-
-    t_fast = median_time(lambda: recommend(model, enc, ask, n=args.n, n_jobs=args.threads))
-    t_brute = median_time(brute)
+    t_fast = median_time(lambda: recommend(model, enc, ask, n=args.n, n_jobs=args.threads),
+                         args.repeats)[0]
+    t_brute = median_time(brute, args.repeats)[0]
     lines = [
         "# Top-N recommendation: decomposition against brute force",
         "",

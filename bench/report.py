@@ -71,7 +71,8 @@ def _or_failure(part, key, what, render):
     return render(part)
 
 
-def _table(header, rows):
+def md_table(header, rows):
+    """A markdown table: the header, the separator and one line per row."""
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
@@ -112,7 +113,7 @@ def _targets_section(results):
     L = []
     rows = evaluate_targets(results)
     if rows:
-        L += ["## Targets", "", _table(["target", "measured", "result", "ratio"], rows), ""]
+        L += ["## Targets", "", md_table(["target", "measured", "result", "ratio"], rows), ""]
         L += epoch_misses_section(results)
     return L
 
@@ -156,7 +157,7 @@ def _curves_section(results, out_dir, stem):
                           fmt(tt, "{:.2f}") if tgt is not None else "–",
                           "–" if lib == "fmnumba" else fmt(ratio(t_fm, tt), "{:.2f}"),
                           fmt(pr, "{:.3g}"), fmt(a.get("peak_rss_mib"), "{:.0f}")])
-        L += [_table(hdr, trs), ""]
+        L += [md_table(hdr, trs), ""]
         for lib, err in d.get("errors", {}).items():
             L += [f"- {lib} failed: `{err}`"]
         png = plots.plot_curves(name, task, d["libs"], tgt, out_dir / f"{stem}-curves-{name}.png")
@@ -172,10 +173,10 @@ def _ceiling_section(ceil, th, bars):
           f"indices ({ceil['n_rows']} rows, {ceil['nnz']} nnz, {ceil['n_features']} "
           f"features); *uniform* replaces the indices by uniform random ones (no hot "
           f"rows). Threading layer: {ceil.get('numba_threading_layer')}.", ""]
-    L += [_table(["k", "indices", "threads", "nnz·k/s", "time s"],
+    L += [md_table(["k", "indices", "threads", "nnz·k/s", "time s"],
                  [[g["k"], g["indices"], g["threads"], f"{g['nnz_k_per_s']:.3g}",
                    f"{g['time_s']:.4f}"] for g in ceil["gather"]]), ""]
-    L += [_table(["stream op", "threads", "GB/s"],
+    L += [md_table(["stream op", "threads", "GB/s"],
                  [[s["op"], s["threads"], f"{s['gb_per_s']:.1f}"] for s in ceil["stream"]]),
           ""]
     if ceil.get("adam_state"):
@@ -188,7 +189,7 @@ def _ceiling_section(ceil, th, bars):
               "the same with P, M and S in one table (row j = [p | m | s]). *Adam bound* "
               "adds the gather of the epoch's rows at the gather ceiling to the faster "
               "layout: no lazy Adam epoch on this machine can beat it.", "",
-              _table(["k", "threads", "state RMW s", "prefetch rows ahead", "µs per batch",
+              md_table(["k", "threads", "state RMW s", "prefetch rows ahead", "µs per batch",
                       "interleaved P|M|S RMW s", "Adam bound nnz·k/s"],
                      [[c["k"], c["threads"], f"{c['time_s']:.4f}",
                        c.get("prefetch_distance", 1),
@@ -203,7 +204,7 @@ def _ceiling_section(ceil, th, bars):
               "each row's k-wide rows (*read*), and also writing each of them back once "
               "(*read + write back*): a per-sample SGD epoch in a fresh random order does at "
               "least the latter, so no such epoch on this machine can beat it.", "",
-              _table(["k", "threads", "read nnz·k/s", "read + write back nnz·k/s"],
+              md_table(["k", "threads", "read nnz·k/s", "read + write back nnz·k/s"],
                      [[c["k"], c["threads"], f"{c['read_nnz_k_per_s']:.3g}",
                        f"{c['rmw_nnz_k_per_s']:.3g}"] for c in ceil["sgd_bound"]]), ""]
     for g in ceil["gather"]:
@@ -232,7 +233,7 @@ def _kernels_section(tp, ceil, th, bars):
                     f"{bnd:.3g} ({r['nnz_k_per_s'] / bnd:.0%})" if bnd else "–"])
         if r["threads"] == th:
             bars.append((f"k={r['k']}", f"fmnumba {r['kernel']}", r["nnz_k_per_s"]))
-    L += [_table(["kernel", "k", "threads", "time s", "nnz·k/s", "same-process ceiling",
+    L += [md_table(["kernel", "k", "threads", "time s", "nnz·k/s", "same-process ceiling",
                   "fraction of ceiling", "SGD bound, same process (fraction)"], trs), "",
           "*SGD bound*: bench/ceiling.py's shuffled gather + write-back over the epoch's "
           "rows, timed in turn with the SGD epoch.", ""]
@@ -264,7 +265,7 @@ def _peer_throughput_section(results, tp, ptp, th, bars):
             L += [f"Only the SGD-type peers are timed here (--peer-throughput sgd): "
                   f"{', '.join(MCMC_PEERS)} sweeps at k=64 on 1M features take many minutes.",
                   ""]
-        L += [_table(["peer", "solver", "k", "epoch s", "1-epoch fit s", "nnz·k/s",
+        L += [md_table(["peer", "solver", "k", "epoch s", "1-epoch fit s", "nnz·k/s",
                       "fmnumba Adam ÷ peer", "fmnumba SGD ÷ peer"], trs), "",
               "*epoch s* (and nnz·k/s, and the targets) is the peer's cost of one more epoch: "
               "a whole `fit` of one epoch where the runner trains from memory, and for xLearn, "
@@ -279,7 +280,7 @@ def _peer_throughput_section(results, tp, ptp, th, bars):
 def _memory_section(rss):
     """The memory footprint of a fit on large beside its ideal."""
     L = ["## Memory of a fit on large", "",
-          _table(["baseline RSS MiB", "peak RSS MiB", "fit footprint MiB", "CSR MiB",
+          md_table(["baseline RSS MiB", "peak RSS MiB", "fit footprint MiB", "CSR MiB",
                   "params MiB", "Adam state MiB", "ideal MiB", "footprint ÷ ideal"],
                  [[f"{rss['baseline_rss_mib']:.0f}", f"{rss['peak_rss_mib']:.0f}",
                    f"{rss['fit_footprint_mib']:.0f}", f"{rss['csr_mib']:.0f}",
@@ -302,7 +303,7 @@ def _compile_section(comp):
           "(cold), then populated by the cold run (cached). Fits on 2000 rating rows, "
           "1 epoch; *second_fit_adam_s* is the same fit again in that process (no JIT), "
           "so first − second is the JIT (or cache-load) cost.", "",
-          _table(["seconds"] + keys, [["cold"] + [f"{comp['cold'][k]:.3f}" for k in keys],
+          md_table(["seconds"] + keys, [["cold"] + [f"{comp['cold'][k]:.3f}" for k in keys],
                                       ["cached"] + [f"{comp['cached'][k]:.3f}"
                                                     for k in keys]]), ""]
     return L
@@ -394,7 +395,7 @@ def profiling_section(tp, ceil=None):
                      "–" if not ep else f"{ep['time_s'] / n_batches * 1e3:.3f}",
                      "–" if st is None else f"{st['time_per_batch_s'] * 1e3:.3f}",
                      f"{tot / nnz * 1e9:.0f}"])
-    L += [_table(["k", "threads", "nnz/batch", "unique feats/batch", "forward ms", "transpose ms",
+    L += [md_table(["k", "threads", "nnz/batch", "unique feats/batch", "forward ms", "transpose ms",
                   "adam_update ms", "epoch ms per batch", "state bound ms",
                   "ns per nnz (stages)"], rows), ""]
     la = tp.get("parallel_launch_s") or {}

@@ -1,5 +1,5 @@
 """Timing and the command line shared by the measuring tools (bench/ceiling.py,
-bench/throughput.py, bench/compile_time.py)."""
+bench/throughput.py, bench/compile_time.py, bench/recommend.py)."""
 import argparse
 import time
 
@@ -35,10 +35,10 @@ def in_turn(steps, repeats):
     return times
 
 
-def tool_parser(doc, data=True):
-    """The options every measuring tool takes: --threads and --out, and with
-    `data` the kernel tools' --data, --k, --repeats, --epoch-rows and
-    --batch-size. The description is the first line of `doc`."""
+def tool_parser(doc, data=True, out=True):
+    """The options every measuring tool takes: --threads, with `out` --out,
+    and with `data` the kernel tools' --data, --k, --repeats, --epoch-rows
+    and --batch-size. The description is the first line of `doc`."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     if data:
         p.add_argument("--data", required=True,
@@ -49,7 +49,8 @@ def tool_parser(doc, data=True):
         p.add_argument("--batch-size", type=int, default=None,
                        help="Adam batch size (default: the estimators' default)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=None, help="write the JSON here too")
+    if out:
+        p.add_argument("--out", default=None, help="write the JSON here too")
     return p
 
 
