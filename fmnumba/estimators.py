@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _validation as validation
 from . import bayes
+from ._fitted import FittedViews
 from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
@@ -18,7 +19,7 @@ from .training import (DivergenceError, FMState, TrainConfig, check_init_std, ch
                        kernel_weights, numba_threads, predict_raw, train)
 
 
-class _BaseFM(BaseEstimator):
+class _BaseFM(FittedViews, BaseEstimator):
     """Shared parameters and machinery of FMRegressor and FMClassifier."""
 
     _valid_losses = ()
@@ -55,28 +56,6 @@ class _BaseFM(BaseEstimator):
         self.scoring = scoring
         self.n_burnin = n_burnin
         self.n_kept_samples = n_kept_samples
-
-    # --- fitted views -------------------------------------------------
-    @property
-    def coef_(self):
-        """Linear weights w, shape (n_features,): a view of the table P."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 0]
-
-    @property
-    def factors_(self):
-        """Factor matrix V, shape (n_features, n_factors): a view of P."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 1:]
-
-    @property
-    def intercept_(self):
-        """Global bias w0 (float)."""
-        check_is_fitted(self, "_state")
-        return float(self._state.bias_state[0])
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "_state")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

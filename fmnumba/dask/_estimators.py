@@ -14,6 +14,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _validation as V
+from .._fitted import FittedViews
 from ..estimators import FMClassifier, FMRegressor
 from ..losses import LOSS_CODES
 from ._inputs import PartSpec, blocks_of, is_dask_frame, partition_classes, vector_blocks
@@ -46,7 +47,7 @@ def _predict_block(x, model, how):
     return getattr(model, how)(x)
 
 
-class _DaskFM(BaseEstimator):
+class _DaskFM(FittedViews, BaseEstimator):
     _local_cls = None
     _max_retries = 3
     _on_step = None  # called as f(coordinator, step) after each synchronisation
@@ -237,28 +238,7 @@ class _DaskFM(BaseEstimator):
             st.P[...] = best[1][0]
             st.bias_state[...] = best[1][1]
 
-    # --- fitted views and conversion -----------------------------------
-    @property
-    def coef_(self):
-        """Linear weights w, shape (n_features,)."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 0]
-
-    @property
-    def factors_(self):
-        """Factor matrix V, shape (n_features, n_factors)."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 1:]
-
-    @property
-    def intercept_(self):
-        """Global bias w0 (float)."""
-        check_is_fitted(self, "_state")
-        return float(self._state.bias_state[0])
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "_state")
-
+    # --- conversion ---------------------------------------------------
     def to_local(self):
         """The fitted model as a single-machine FMRegressor / FMClassifier
         (same parameters and fitted state; save, load and predict as usual)."""
