@@ -385,11 +385,7 @@ class DaskFMClassifier(ClassifierMixin, _DaskFM):
         """Predicted class labels, a dask array."""
         return self._map(X, "predict")
 
-    def _has_proba(self):
-        if self.loss != "logistic":
-            raise AttributeError(f"predict_proba is not available for loss={self.loss!r}; "
-                                 "use loss='logistic'.")
-        return True
+    _has_proba = FMClassifier._has_proba
 
     @available_if(_has_proba)
     def predict_proba(self, X):
