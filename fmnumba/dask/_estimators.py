@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _validation as V
 from .._fitted import FittedViews
-from ..estimators import FMClassifier, FMRegressor
+from ..estimators import FMClassifier, FMRegressor, store_params
 from ..losses import LOSS_CODES
 from ._inputs import PartSpec, blocks_of, is_dask_frame, partition_classes, vector_blocks
 from ._train import Coordinator
@@ -318,9 +318,7 @@ class DaskFMRegressor(RegressorMixin, _DaskFM):
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None, clip_predictions=True, client=None, mode="sync",
                  sync_every=16):
-        for name, value in list(locals().items()):
-            if name not in ("self", "__class__"):
-                setattr(self, name, value)
+        store_params(self, locals())
 
     def _init_w0(self, load):
         return float(load["dot_sw_y"] / load["sum_sw"])
@@ -354,9 +352,7 @@ class DaskFMClassifier(ClassifierMixin, _DaskFM):
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None, client=None, mode="sync", sync_every=16):
-        for name, value in list(locals().items()):
-            if name not in ("self", "__class__"):
-                setattr(self, name, value)
+        store_params(self, locals())
 
     def _classes(self, client, y_blocks):
         import dask
