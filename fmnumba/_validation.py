@@ -351,10 +351,7 @@ def check_y_numeric(y, n_rows, name="y", dtype=None):
                                    for v in y.tolist()):
         raise ValueError(f"{name}: regression targets must be real numbers; the object array "
                          "holds complex numbers or strings. Convert them to floats first.")
-    try:
-        y = y.astype(np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: regression targets must be numeric, got dtype {y.dtype}.") from None
+    y = _as_float64(y, f"{name}: regression targets")
     if not np.all(np.isfinite(y)):
         _fail(name, f"contains NaN or inf (first at index {int(np.argmin(np.isfinite(y)))})",
               "Remove those rows or impute the target.")
@@ -406,10 +403,7 @@ def check_sample_weight(sample_weight, n_rows):
     if sw.ndim != 1 or sw.shape[0] != n_rows:
         _fail("sample_weight", f"has shape {sw.shape} but X has {n_rows} rows",
               "Pass one weight per row of X.")
-    try:
-        sw = sw.astype(np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"sample_weight must be numeric, got dtype {sw.dtype}.") from None
+    sw = _as_float64(sw, "sample_weight")
     if not np.all(np.isfinite(sw)):
         _fail("sample_weight", "contains NaN or inf", "Pass finite weights.")
     if sw.min(initial=0.0) < 0:
@@ -430,6 +424,14 @@ def _short(value):
     """repr of value for a message, cut to 60 characters."""
     r = repr(value)
     return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _as_float64(a, what):
+    """a as float64; a ValueError naming `what` when it is not numeric."""
+    try:
+        return a.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numeric, got dtype {a.dtype}.") from None
 
 
 def _num(name, value, lo, lo_open, hi=None, integer=False):
@@ -532,6 +534,17 @@ def groups_from_prefixes(groups, feature_names, n_features):
     return out
 
 
+def check_group_ids(groups, n_features):
+    """groups as an integer array, one id >= 0 per feature (n_features,)."""
+    g = np.asarray(groups)
+    if g.ndim != 1 or g.shape[0] != n_features or not np.issubdtype(g.dtype, np.integer):
+        raise ValueError(f"groups must be an integer array with one group id per feature "
+                         f"({n_features}), got shape {g.shape} and dtype {g.dtype}.")
+    if g.size and g.min() < 0:
+        raise ValueError("groups: group ids must be >= 0.")
+    return g
+
+
 def per_feature_l2(name, value, groups, n_features, feature_names=None):
     """An L2 strength in the kernels' form: one value per feature, shape
     (n_features,), or shape (1,) when every feature has the same strength
@@ -550,12 +563,7 @@ def per_feature_l2(name, value, groups, n_features, feature_names=None):
                              "or groups= with one group id per feature.")
         _num(name, value, 0, False)
         return np.array([float(value)])
-    g = np.asarray(groups)
-    if g.ndim != 1 or g.shape[0] != n_features or not np.issubdtype(g.dtype, np.integer):
-        raise ValueError(f"groups must be an integer array with one group id per feature "
-                         f"({n_features}), got shape {g.shape} and dtype {g.dtype}.")
-    if g.size and g.min() < 0:
-        raise ValueError("groups: group ids must be >= 0.")
+    g = check_group_ids(groups, n_features)
     top = int(g.max()) if g.size else -1
     if top > _INT32_MAX:
         raise ValueError(f"groups: group id {top} is too large (at most {_INT32_MAX}); "

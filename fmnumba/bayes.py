@@ -18,6 +18,7 @@ from scipy.special import ndtr, ndtri
 
 from . import als as ALS
 from . import mcmc as MC
+from ._validation import check_group_ids
 from .column_view import build_column_view
 
 BAYES_SOLVERS = ("mcmc", "als")
@@ -92,12 +93,7 @@ def _groups(groups, n_features):
     """(group id per feature int32 in [0, G), G) or (None, 1)."""
     if groups is None:
         return None, 1
-    g = np.asarray(groups)
-    if g.ndim != 1 or g.shape[0] != n_features or not np.issubdtype(g.dtype, np.integer):
-        raise ValueError(f"groups must be an integer array with one group id per feature "
-                         f"({n_features}), got shape {g.shape} and dtype {g.dtype}.")
-    if g.size and g.min() < 0:
-        raise ValueError("groups: group ids must be >= 0.")
+    g = check_group_ids(groups, n_features)
     uniq, inv = np.unique(g, return_inverse=True)
     return inv.astype(np.int32), int(uniq.shape[0])
 

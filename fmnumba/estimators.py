@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import _validation as validation
 from . import bayes
+from ._fitted import FittedViews
 from ._model_file import save_model
 from .backend import get_kernels
 from .losses import LOSS_CODES
@@ -18,65 +19,18 @@ from .training import (DivergenceError, FMState, TrainConfig, check_init_std, ch
                        kernel_weights, numba_threads, predict_raw, train)
 
 
-class _BaseFM(BaseEstimator):
+def store_params(est, params):
+    """Set each constructor argument (params: the constructor's locals())
+    as an attribute of est, as scikit-learn's get_params expects."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
+
+
+class _BaseFM(FittedViews, BaseEstimator):
     """Shared parameters and machinery of FMRegressor and FMClassifier."""
 
     _valid_losses = ()
-
-    def __init__(self, n_factors=8, *, loss="squared", solver="adam",
-                 learning_rate=0.01, lr_decay=1.0, max_iter=None, batch_size=256,
-                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 warm_start=False, random_state=None, n_jobs=None, device="cpu",
-                 dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
-                 scoring=None, n_burnin=None, n_kept_samples=None):
-        self.n_factors = n_factors
-        self.loss = loss
-        self.solver = solver
-        self.learning_rate = learning_rate
-        self.lr_decay = lr_decay
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.l2_reg_w = l2_reg_w
-        self.l2_reg_v = l2_reg_v
-        self.init_std = init_std
-        self.tol = tol
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.device = device
-        self.dtype = dtype
-        self.verbose = verbose
-        self.on_divergence = on_divergence
-        self.groups = groups
-        self.scoring = scoring
-        self.n_burnin = n_burnin
-        self.n_kept_samples = n_kept_samples
-
-    # --- fitted views -------------------------------------------------
-    @property
-    def coef_(self):
-        """Linear weights w, shape (n_features,): a view of the table P."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 0]
-
-    @property
-    def factors_(self):
-        """Factor matrix V, shape (n_features, n_factors): a view of P."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 1:]
-
-    @property
-    def intercept_(self):
-        """Global bias w0 (float)."""
-        check_is_fitted(self, "_state")
-        return float(self._state.bias_state[0])
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "_state")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -452,16 +406,7 @@ class FMRegressor(RegressorMixin, _BaseFM):
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None, clip_predictions=True, n_burnin=None, n_kept_samples=None):
-        super().__init__(
-            n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
-            lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
-            l2_reg_w=l2_reg_w, l2_reg_v=l2_reg_v, init_std=init_std, tol=tol,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, warm_start=warm_start,
-            random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
-            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring,
-            n_burnin=n_burnin, n_kept_samples=n_kept_samples)
-        self.clip_predictions = clip_predictions
+        store_params(self, locals())
 
     def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
         return validation.check_y_numeric(y, n_rows, name=name, dtype=dtype)
@@ -529,15 +474,7 @@ class FMClassifier(ClassifierMixin, _BaseFM):
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None, n_burnin=None, n_kept_samples=None):
-        super().__init__(
-            n_factors, loss=loss, solver=solver, learning_rate=learning_rate,
-            lr_decay=lr_decay, max_iter=max_iter, batch_size=batch_size,
-            l2_reg_w=l2_reg_w, l2_reg_v=l2_reg_v, init_std=init_std, tol=tol,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, warm_start=warm_start,
-            random_state=random_state, n_jobs=n_jobs, device=device, dtype=dtype,
-            verbose=verbose, on_divergence=on_divergence, groups=groups, scoring=scoring,
-            n_burnin=n_burnin, n_kept_samples=n_kept_samples)
+        store_params(self, locals())
 
     def _encode_y(self, y, n_rows, fitting, dtype, classes=None, name="y"):
         if y is None:

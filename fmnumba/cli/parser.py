@@ -185,6 +185,15 @@ def _add_format(p):
                         "delimited columns = ratings)")
 
 
+def _add_n_jobs(p, help="threads"):
+    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help=help)
+
+
+def _add_stdout_option(p):
+    p.add_argument("-o", "--out", metavar="FILE", default="-",
+                   help="output file (default '-' = stdout)")
+
+
 def _add_verbosity(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--verbose", "-v", dest="verbose", action="store_const", const=1,
@@ -247,8 +256,7 @@ def _add_fit(sub, d):
                         "neg_root_mean_squared_error) recorded per epoch on the held-out "
                         "rows and monitored by --early-stopping instead of the loss")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None,
-                   help="threads (default: Numba's default, all cores; -1 = all)")
+    _add_n_jobs(p, "threads (default: Numba's default, all cores; -1 = all)")
     p.add_argument("--model", "-m", metavar="PATH",
                    help="write the model here (.npz) plus PATH.encoder.json")
     p.add_argument("--plot", metavar="PNG", help="write the learning curve (train and "
@@ -289,12 +297,11 @@ def _add_predict(sub):
     p.add_argument("model", metavar="MODEL", help="model file written by 'fmnumba fit --model'"
                                                   " or estimator.save()")
     p.add_argument("data", metavar="DATA", help="data file")
-    p.add_argument("-o", "--out", metavar="FILE", default="-",
-                   help="output file (default '-' = stdout)")
+    _add_stdout_option(p)
     p.add_argument("--proba", action="store_true",
                    help="classifier with logistic loss: write P(positive class)")
     _add_format(p)
-    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    _add_n_jobs(p)
     p.set_defaults(func=commands.cmd_predict)
 
 
@@ -306,7 +313,7 @@ def _add_evaluate(sub):
     p.add_argument("data", metavar="DATA")
     _add_format(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    _add_n_jobs(p)
     p.set_defaults(func=commands.cmd_evaluate)
 
 
@@ -324,11 +331,10 @@ def _add_recommend(sub):
                    "pairs are not recommended, e.g. the training file")
     p.add_argument("--items", metavar="FILE", help="candidate item ids, one per line "
                    "(default: every item the model knows)")
-    p.add_argument("-o", "--out", metavar="FILE", default="-",
-                   help="output file (default '-' = stdout)")
+    _add_stdout_option(p)
     p.add_argument("--json", action="store_true",
                    help="one JSON document: {user: [[item, score], ...]}")
-    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    _add_n_jobs(p)
     p.set_defaults(func=commands.cmd_recommend)
 
 
@@ -338,7 +344,7 @@ def _add_demo(sub):
                                    "FMClassifier on synthetic clicks; print test metrics "
                                    "next to a trivial baseline and the best achievable "
                                    "(planted-model) figure, with fit and compile times.")
-    p.add_argument("--n-jobs", "-j", type=_n_jobs, default=None, help="threads")
+    _add_n_jobs(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quick", action="store_true", help="20k rows instead of 100k")
     p.set_defaults(func=commands.cmd_demo)

@@ -172,6 +172,36 @@ def log_ndtr(x):
 N_CHUNKS = 64  # fixed row chunks: the partial sums do not depend on the thread count
 
 
+@njit(inline="always", nogil=True, fastmath=FASTMATH)
+def _latent_target(m, ysign_r, sw_r, key, sweep, tag, r):
+    """Probit latent target t ~ N(m, 1) truncated to the side of ysign_r,
+    and the row's loss term s_r log Φ(±m) (float64 both)."""
+    if ysign_r > 0:
+        nll = np.float64(sw_r) * log_ndtr(m)
+        t = m + _normal_above(key, sweep, tag, r, -m)
+    else:
+        nll = np.float64(sw_r) * log_ndtr(-m)
+        t = m - _normal_above(key, sweep, tag, r, m)
+    return t, nll
+
+
+@njit(inline="always", nogil=True, fastmath=FASTMATH)
+def _add_residual(s0, s1, s2, er, sw_r):
+    """(s0, s1, s2) + (s, s e, s e²) of one row, in float64."""
+    ef = np.float64(er)
+    s = np.float64(sw_r)
+    return s0 + s, s1 + s * ef, s2 + s * ef * ef
+
+
+@njit(inline="always", nogil=True)
+def _store_sums(sums, c, s0, s1, s2, s3):
+    """Row chunk c's four sums into sums[c]."""
+    sums[c, 0] = s0
+    sums[c, 1] = s1
+    sums[c, 2] = s2
+    sums[c, 3] = s3
+
+
 @kernel(parallel=True)
 def refresh_rows(indptr, indices, data, P, w0, target, ysign, probit, key, sweep, tag,
                  e, Q, sw, sums):
@@ -211,24 +241,13 @@ def refresh_rows(indptr, indices, data, P, w0, target, ysign, probit, key, sweep
             yh = w0 + lin + half * (inter - sq)
             if probit:
                 m = np.float64(yh)
-                if ysign[r] > 0:
-                    s3 -= np.float64(sw[r]) * log_ndtr(m)
-                    t = m + _normal_above(key, sweep, tag, r, -m)
-                else:
-                    s3 -= np.float64(sw[r]) * log_ndtr(-m)
-                    t = m - _normal_above(key, sweep, tag, r, m)
+                t, nll = _latent_target(m, ysign[r], sw[r], key, sweep, tag, r)
+                s3 -= nll
                 target[r] = dt(t)
             er = target[r] - yh
             e[r] = er
-            ef = np.float64(er)
-            s = np.float64(sw[r])
-            s0 += s
-            s1 += s * ef
-            s2 += s * ef * ef
-        sums[c, 0] = s0
-        sums[c, 1] = s1
-        sums[c, 2] = s2
-        sums[c, 3] = s3
+            s0, s1, s2 = _add_residual(s0, s1, s2, er, sw[r])
+        _store_sums(sums, c, s0, s1, s2, s3)
 
 
 @kernel(parallel=True)
@@ -246,23 +265,12 @@ def latent_rows(target, ysign, probit, key, sweep, tag, e, sw, sums):
         for r in range(c * n // N_CHUNKS, (c + 1) * n // N_CHUNKS):
             if probit:
                 m = np.float64(target[r] - e[r])
-                if ysign[r] > 0:
-                    s3 -= np.float64(sw[r]) * log_ndtr(m)
-                    t = m + _normal_above(key, sweep, tag, r, -m)
-                else:
-                    s3 -= np.float64(sw[r]) * log_ndtr(-m)
-                    t = m - _normal_above(key, sweep, tag, r, m)
+                t, nll = _latent_target(m, ysign[r], sw[r], key, sweep, tag, r)
+                s3 -= nll
                 e[r] = dt(t - m)
                 target[r] = dt(t)
-            ef = np.float64(e[r])
-            s = np.float64(sw[r])
-            s0 += s
-            s1 += s * ef
-            s2 += s * ef * ef
-        sums[c, 0] = s0
-        sums[c, 1] = s1
-        sums[c, 2] = s2
-        sums[c, 3] = s3
+            s0, s1, s2 = _add_residual(s0, s1, s2, e[r], sw[r])
+        _store_sums(sums, c, s0, s1, s2, s3)
 
 
 @kernel()
@@ -275,15 +283,8 @@ def residual_sums(e, sw, sums):
         s1 = 0.0
         s2 = 0.0
         for r in range(c * n // N_CHUNKS, (c + 1) * n // N_CHUNKS):
-            ef = np.float64(e[r])
-            s = np.float64(sw[r])
-            s0 += s
-            s1 += s * ef
-            s2 += s * ef * ef
-        sums[c, 0] = s0
-        sums[c, 1] = s1
-        sums[c, 2] = s2
-        sums[c, 3] = 0.0
+            s0, s1, s2 = _add_residual(s0, s1, s2, e[r], sw[r])
+        _store_sums(sums, c, s0, s1, s2, 0.0)
 
 
 @kernel(parallel=True)

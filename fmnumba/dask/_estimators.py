@@ -14,7 +14,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _validation as V
-from ..estimators import FMClassifier, FMRegressor
+from .._fitted import FittedViews
+from ..estimators import FMClassifier, FMRegressor, store_params
 from ..losses import LOSS_CODES
 from ._inputs import PartSpec, blocks_of, is_dask_frame, partition_classes, vector_blocks
 from ._train import Coordinator
@@ -46,7 +47,7 @@ def _predict_block(x, model, how):
     return getattr(model, how)(x)
 
 
-class _DaskFM(BaseEstimator):
+class _DaskFM(FittedViews, BaseEstimator):
     _local_cls = None
     _max_retries = 3
     _on_step = None  # called as f(coordinator, step) after each synchronisation
@@ -237,28 +238,7 @@ class _DaskFM(BaseEstimator):
             st.P[...] = best[1][0]
             st.bias_state[...] = best[1][1]
 
-    # --- fitted views and conversion -----------------------------------
-    @property
-    def coef_(self):
-        """Linear weights w, shape (n_features,)."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 0]
-
-    @property
-    def factors_(self):
-        """Factor matrix V, shape (n_features, n_factors)."""
-        check_is_fitted(self, "_state")
-        return self._state.P[:, 1:]
-
-    @property
-    def intercept_(self):
-        """Global bias w0 (float)."""
-        check_is_fitted(self, "_state")
-        return float(self._state.bias_state[0])
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "_state")
-
+    # --- conversion ---------------------------------------------------
     def to_local(self):
         """The fitted model as a single-machine FMRegressor / FMClassifier
         (same parameters and fitted state; save, load and predict as usual)."""
@@ -338,9 +318,7 @@ class DaskFMRegressor(RegressorMixin, _DaskFM):
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None, clip_predictions=True, client=None, mode="sync",
                  sync_every=16):
-        for name, value in list(locals().items()):
-            if name not in ("self", "__class__"):
-                setattr(self, name, value)
+        store_params(self, locals())
 
     def _init_w0(self, load):
         return float(load["dot_sw_y"] / load["sum_sw"])
@@ -374,9 +352,7 @@ class DaskFMClassifier(ClassifierMixin, _DaskFM):
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
                  scoring=None, client=None, mode="sync", sync_every=16):
-        for name, value in list(locals().items()):
-            if name not in ("self", "__class__"):
-                setattr(self, name, value)
+        store_params(self, locals())
 
     def _classes(self, client, y_blocks):
         import dask
@@ -405,11 +381,7 @@ class DaskFMClassifier(ClassifierMixin, _DaskFM):
         """Predicted class labels, a dask array."""
         return self._map(X, "predict")
 
-    def _has_proba(self):
-        if self.loss != "logistic":
-            raise AttributeError(f"predict_proba is not available for loss={self.loss!r}; "
-                                 "use loss='logistic'.")
-        return True
+    _has_proba = FMClassifier._has_proba
 
     @available_if(_has_proba)
     def predict_proba(self, X):

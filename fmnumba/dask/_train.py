@@ -305,18 +305,24 @@ class Coordinator:
                     st["bytes_sent"] += rows.nbytes + self.pending[i][1].nbytes
             st["bytes_sent"] += 24 * len(res)
             st["bytes_received"] += sum(r[0].nbytes + r[1].nbytes + r[2].nbytes + 8 for r in res)
-            progress["b"] = b + 1
-            progress["lsum"] += lsum
-            progress["wsum"] += ssum
-            t2 = time.perf_counter()
-            st["steps"] += 1
-            st["step_wall_s"] += t2 - t0
-            st["worker_s"] += max(r[3] for r in res)
-            st["coord_s"] += t2 - t1
-            if self.on_step is not None:
-                self.on_step(self, b)
+            self._step_done(progress, b, lsum, ssum, t0, t1, max(r[3] for r in res))
         rng.bit_generator.state = after
         return progress["lsum"], progress["wsum"], True
+
+    def _step_done(self, progress, b, lsum, wsum, t0, t1, worker_s):
+        """Book step b: the epoch's progress and sums, the step's timings
+        (t0: its start, t1: the workers' answers in), then on_step."""
+        st = self.stats
+        progress["b"] = b + 1
+        progress["lsum"] += lsum
+        progress["wsum"] += wsum
+        t2 = time.perf_counter()
+        st["steps"] += 1
+        st["step_wall_s"] += t2 - t0
+        st["worker_s"] += worker_s
+        st["coord_s"] += t2 - t1
+        if self.on_step is not None:
+            self.on_step(self, b)
 
     def flush(self, state):
         """Bring every replica up to the master (after an epoch of sync)."""
@@ -407,14 +413,6 @@ class Coordinator:
                 st["bytes_sent"] += sel.nbytes + 3 * sel.shape[0] * state.P.itemsize * (1 + self.k)
             st["bytes_received"] += sum(x[0].nbytes + x[1].nbytes + 3 * x[2].nbytes
                                         if x[2] is not None else 0 for x in res)
-            progress["b"] = r + 1
-            progress["lsum"] += sum(x[7] for x in res)
-            progress["wsum"] += sum(x[8] for x in res)
-            t2 = time.perf_counter()
-            st["steps"] += 1
-            st["step_wall_s"] += t2 - t0
-            st["worker_s"] += max(x[10] for x in res)
-            st["coord_s"] += t2 - t1
-            if self.on_step is not None:
-                self.on_step(self, r)
+            self._step_done(progress, r, sum(x[7] for x in res), sum(x[8] for x in res), t0, t1,
+                            max(x[10] for x in res))
         return progress["lsum"], progress["wsum"], True

@@ -30,7 +30,7 @@ from numba import cuda, float64
 
 from ._device import (TPB, blocks, csr_to_device, data_to_device, lanes_for,
                       param_to_device, param_to_host)
-from ._row import idle, l2_of
+from ._row import group_sum, idle, l2_of
 from .forward import launch_forward
 from .transpose import Scratch, batch_offsets, launch_transpose
 
@@ -61,22 +61,10 @@ def reduce_kernel(out, sw, batch, b, intercept, hyper, bias, coef, batch_sums, f
             a += L[i]
             c += sw[order[start + i]]
             g += G[i]
-    sl[tid] = a
-    ss[tid] = c
-    sg[tid] = g
-    cuda.syncthreads()
-    s = TPB // 2
-    while s > 0:
-        if tid < s:
-            sl[tid] += sl[tid + s]
-            ss[tid] += ss[tid + s]
-            sg[tid] += sg[tid + s]
-        cuda.syncthreads()
-        s //= 2
+    lsum = group_sum(sl, tid, tid, TPB, a)
+    ssum = group_sum(ss, tid, tid, TPB, c)
+    gsum = group_sum(sg, tid, tid, TPB, g)
     if tid == 0 and flags[0] == 0:
-        lsum = sl[0]
-        ssum = ss[0]
-        gsum = sg[0]
         batch_loss[b] = lsum
         batch_weight[b] = ssum
         flags[1] = 0

@@ -30,6 +30,15 @@ from ._device import TPB, blocks, csr_to_device
 from ._row import idle
 
 
+@cuda.jit(device=True)
+def _row_span(indptr, order, start, eoff, i):
+    """Batch row i's CSR span [p0, p1) and base: base + p is the batch
+    position of the entry at CSR position p."""
+    r = order[start + i]
+    p0 = indptr[r]
+    return p0, indptr[r + 1], eoff[start + i] - eoff[start] - p0
+
+
 @cuda.jit
 def gather_kernel(X, batch, eoff, sc, flags):
     indptr, indices, data = X
@@ -39,10 +48,8 @@ def gather_kernel(X, batch, eoff, sc, flags):
     i = cuda.grid(1)
     if i >= nb or idle(flags):
         return
-    r = order[start + i]
-    p0 = indptr[r]
-    base = eoff[start + i] - eoff[start] - p0
-    for p in range(p0, indptr[r + 1]):
+    p0, p1, base = _row_span(indptr, order, start, eoff, i)
+    for p in range(p0, p1):
         e = base + p
         x = data[p]
         ent_row[e] = i
@@ -74,10 +81,8 @@ def place_kernel(X, batch, eoff, sc, flags):
     i = cuda.grid(1)
     if i >= nb or idle(flags):
         return
-    r = order[start + i]
-    p0 = indptr[r]
-    base = eoff[start + i] - eoff[start] - p0
-    for p in range(p0, indptr[r + 1]):
+    p0, p1, base = _row_span(indptr, order, start, eoff, i)
+    for p in range(p0, p1):
         if data[p] != 0:
             pos = cuda.atomic.add(sc.cursor, sc.slot[indices[p]], 1)
             sc.seg[pos] = base + p
