@@ -1,22 +1,32 @@
-"""Bayesian FM benchmark: fmnumba's Gibbs sampler (solver="mcmc") against
-myFM side by side, on the synthetic MovieLens-shaped ratings, a9a and w8a
-(and MovieLens itself with --movielens PATH).
+"""Bayesian FM and ALS benchmark: fmnumba's Gibbs sampler (solver="mcmc")
+against myFM's and fastFM's, and fmnumba's ALS against fastFM's, side by
+side on the synthetic MovieLens-shaped ratings, a9a and w8a (and MovieLens
+itself with --movielens PATH).
 
     python -m bench.bayes [--datasets small,a9a,w8a] [--repeats 3] [--quick]
+                          [--peer-python PY] [--peers myfm,fastfm]
 
-Each (library, data set, repeat) runs in its own process (peak RSS is per
-process), the two libraries alternating which goes first. Both fit k = 8
-with 200 sweeps, keep the last 195 samples (myFM's default: all after 5
-burn-in sweeps) and average their predictions. fmnumba warms its JIT cache
-on a 2-sweep fit first (reported as compile_s) and runs on --threads
-threads; myFM trains on one thread (its sampler is sequential). Both
-processes get OMP_WAIT_POLICY=PASSIVE unless --spin: on a machine shared
-with other work, spinning OpenMP threads fight for the cores.
+Each (library, solver, data set, repeat) runs in its own process (peak RSS
+is per process); the order of the libraries rotates from repeat to repeat.
+Every fit has k = 8 and --sweeps (200) sweeps. MCMC: fmnumba and myFM keep
+the last 195 samples (myFM's default: all after 5 burn-in sweeps) and
+average their predictions; fastFM has no burn-in setting and can only
+predict the test set handed to fit_predict, averaging its predictions over
+every sweep inside the sampler (so its fit time includes 200 test-set
+predictions). ALS (regression sets only; fmnumba's ALS is for FMRegressor):
+fmnumba solver="als" and fastFM's als.FMRegression minimise the same
+objective with λ_w = λ_v = --als-l2. Everything else is each library's
+default (init_std 0.01 for fmnumba, init_stdev 0.1 for myFM and fastFM).
+fmnumba warms its JIT cache on a 2-sweep fit first (reported as compile_s)
+and runs on --threads threads; myFM and fastFM train on one (their solvers
+are sequential). All processes get OMP_WAIT_POLICY=PASSIVE unless --spin.
+A peer run that fails is recorded with its error, not dropped.
 
 Reported per run: test RMSE or AUC / log loss, fit time, time per sweep,
-nnz·k/s of a sweep beside that of one Adam epoch on the same data, peak
-RSS; for fmnumba also where a sweep's time goes (cProfile over the kernel
-calls of a 20-sweep fit). Writes bench/results/bayes.{json,md,png}.
+nnz·k/s per sweep, peak RSS, each peer's fit time over fmnumba's (same
+solver); for fmnumba's mcmc also one Adam epoch's nnz·k/s on the same data
+and where a sweep's time goes (cProfile over the kernel calls of a 20-sweep
+fit). Writes bench/results/bayes.{json,md,png} (bench/bayes_report.py).
 """
 import argparse
 import json
@@ -28,12 +38,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .bayes_report import report
 from .data import DEFAULT_CACHE, REPO, SHARED_DATA, prepare
 from .protocol import load_npz, metrics, peak_rss_mib, save_npz, thread_env
 
 RESULTS = REPO / "bench" / "results"
 DATASETS = ("small", "a9a", "w8a")
 MYFM_BURN_IN = 5
+# λ_w = λ_v of both ALS fits: the best of 0.1, 0.3, 1, 3, 10, 30, 100 for
+# fmnumba's ALS on a 20% validation split of the synthetic ratings' training rows
+ALS_L2 = 1.0
+PEERS = ("myfm", "fastfm")
+RUN_TIMEOUT_S = 1800
 
 
 # --------------------------------------------------------------------------
@@ -68,9 +84,14 @@ def dataset(name, cache, quick, movielens=None):
 # --------------------------------------------------------------------------
 # the fmnumba worker (runs in its own process)
 # --------------------------------------------------------------------------
-def _estimator(task, k, sweeps, seed, n_jobs, n_burnin=MYFM_BURN_IN, n_kept=None):
-    """fmnumba's Bayesian FM with its defaults, keeping myFM's number of samples."""
+def _estimator(task, solver, k, sweeps, seed, n_jobs, l2=ALS_L2, n_burnin=MYFM_BURN_IN,
+               n_kept=None):
+    """fmnumba with its defaults: mcmc keeping myFM's number of samples, or
+    ALS with λ_w = λ_v = l2."""
     from fmnumba import FMClassifier, FMRegressor
+    if solver == "als":
+        return FMRegressor(n_factors=k, solver="als", max_iter=sweeps, l2_reg_w=l2,
+                           l2_reg_v=l2, random_state=seed, n_jobs=n_jobs)
     Est = FMRegressor if task == "regression" else FMClassifier
     return Est(n_factors=k, solver="mcmc", max_iter=sweeps, n_burnin=n_burnin,
                n_kept_samples=sweeps - n_burnin if n_kept is None else n_kept,
@@ -111,8 +132,16 @@ def _adam_epoch(task, Xtr, ytr, k, n_jobs):
     return time.perf_counter() - t0
 
 
-def worker(a):
+def _parallel_nnz(Xtr):
+    """Nonzeros of Xtr in the column view's parallel (one-hot) blocks."""
     from fmnumba.column_view import build_column_view
+    view = build_column_view(Xtr.tocsr(), np.float32)
+    return sum(int(view.cptr[j + 1] - view.cptr[j]) for s in range(len(view.seg_par))
+               if view.seg_par[s]
+               for j in view.cols[view.bounds[view.seg_b[s]]:view.bounds[view.seg_b[s + 1]]])
+
+
+def worker(a):
     Xtr, ytr = load_npz(a.train)
     Xte, yte = load_npz(a.test)
     if Xte.shape[1] < Xtr.shape[1]:
@@ -121,9 +150,10 @@ def worker(a):
     Xte = Xte[:, :Xtr.shape[1]]
     Xtr, Xte = Xtr.astype(np.float32), Xte.astype(np.float32)
     t0 = time.perf_counter()
-    _estimator(a.task, a.k, 2, a.seed, a.threads, n_burnin=0, n_kept=1).fit(Xtr, ytr)
+    _estimator(a.task, a.solver, a.k, 2, a.seed, a.threads, a.als_l2, n_burnin=0,
+               n_kept=1).fit(Xtr, ytr)
     compile_s = time.perf_counter() - t0
-    est = _estimator(a.task, a.k, a.sweeps, a.seed, a.threads)
+    est = _estimator(a.task, a.solver, a.k, a.sweeps, a.seed, a.threads, a.als_l2)
     t0 = time.perf_counter()
     est.fit(Xtr, ytr)
     fit_s = time.perf_counter() - t0
@@ -132,20 +162,17 @@ def worker(a):
     predict_s = time.perf_counter() - t0
     rss = peak_rss_mib()
     sweep_s = fit_s / a.sweeps
-    view = build_column_view(Xtr.tocsr(), np.float32)
-    par_nnz = sum(int(view.cptr[j + 1] - view.cptr[j]) for s in range(len(view.seg_par))
-                  if view.seg_par[s]
-                  for j in view.cols[view.bounds[view.seg_b[s]]:view.bounds[view.seg_b[s + 1]]])
-    res = {"library": "fmnumba", "solver": "mcmc" + (", probit" if a.task != "regression"
-                                                      else ""),
+    mcmc = a.solver == "mcmc"
+    res = {"library": "fmnumba",
+           "solver": a.solver + (", probit" if mcmc and a.task != "regression" else ""),
            "threads": a.threads, "seed": a.seed, "n_iter": a.sweeps,
-           "n_kept_samples": a.sweeps - MYFM_BURN_IN, "n_train": int(Xtr.shape[0]),
-           "nnz_train": int(Xtr.nnz), "compile_s": compile_s, "fit_s": fit_s,
-           "predict_s": predict_s, "sweep_s": sweep_s,
+           "n_train": int(Xtr.shape[0]), "nnz_train": int(Xtr.nnz), "compile_s": compile_s,
+           "fit_s": fit_s, "predict_s": predict_s, "sweep_s": sweep_s,
            "nnz_k_per_s": Xtr.nnz * a.k / sweep_s, "peak_rss_mib": rss,
-           "parallel_nnz_fraction": par_nnz / max(1, Xtr.nnz),
+           "parallel_nnz_fraction": _parallel_nnz(Xtr) / max(1, Xtr.nnz),
            "final": metrics(a.task, yte, pred)}
-    if a.profile:
+    res.update({"n_kept_samples": a.sweeps - MYFM_BURN_IN} if mcmc else {"l2": a.als_l2})
+    if a.profile and mcmc:
         res["profile_ms_per_sweep"] = _profile(est, Xtr, ytr)
         adam_s = _adam_epoch(a.task, Xtr, ytr, a.k, a.threads)
         res["adam_epoch_s"] = adam_s
@@ -157,30 +184,36 @@ def worker(a):
 # the driver
 # --------------------------------------------------------------------------
 def _run(cmd, env):
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-    if out.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    """The JSON result of one run, or {"error": ...} when it failed."""
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO,
+                             timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {RUN_TIMEOUT_S} s"}
     text = out.stdout
+    if out.returncode or "{" not in text:
+        lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+        return {"error": (lines[-1] if lines else f"exit status {out.returncode}")[:300],
+                "returncode": out.returncode, "stderr_tail": out.stderr[-3000:]}
     return json.loads(text[text.index("{"):])
 
 
-def _fmnumba_cmd(tr, te, task, a, seed, profile):
+def _fmnumba_cmd(tr, te, task, a, seed, solver, profile):
     cmd = [sys.executable, "-m", "bench.bayes", "--worker", "--train", str(tr), "--test",
            str(te), "--task", task, "--k", str(a.k), "--sweeps", str(a.sweeps), "--threads",
-           str(a.threads), "--seed", str(seed)]
+           str(a.threads), "--seed", str(seed), "--solver", solver, "--als-l2", str(a.als_l2)]
     return cmd + (["--profile"] if profile else [])
 
 
-def _myfm_cmd(tr, te, task, a, seed):
-    return [a.peer_python or sys.executable, str(REPO / "bench" / "peers" / "run_myfm.py"),
-            "--train", str(tr), "--test", str(te), "--task", task, "--k", str(a.k),
-            "--epochs", str(a.sweeps), "--threads", str(a.threads), "--seed", str(seed),
-            "--burn-in", str(MYFM_BURN_IN), "--no-curve"]
-
-
-def _median(runs, key):
-    vals = [r[key] for r in runs if r.get(key) is not None]
-    return float(np.median(vals)) if vals else None
+def _peer_cmd(lib, tr, te, task, a, seed, solver):
+    """myFM's Gibbs sampler, or fastFM's mcmc / als, through bench/peers."""
+    runner = REPO / "bench" / "peers" / f"run_{lib}.py"
+    cmd = [a.peer_python or sys.executable, str(runner), "--train", str(tr), "--test", str(te),
+           "--task", task, "--k", str(a.k), "--epochs", str(a.sweeps), "--threads",
+           str(a.threads), "--seed", str(seed), "--no-curve"]
+    if lib == "myfm":
+        return cmd + ["--burn-in", str(MYFM_BURN_IN)]
+    return cmd + ["--solver", solver] + (["--reg", str(a.als_l2)] if solver == "als" else [])
 
 
 def _load():
@@ -190,12 +223,34 @@ def _load():
         return None
 
 
+def run_keys(task, peers):
+    """(run key, library, solver) of every fit on a data set: mcmc for all
+    libraries, ALS for fmnumba and fastFM on regression sets."""
+    keys = [("fmnumba", "fmnumba", "mcmc")] + [(p, p, "mcmc") for p in peers]
+    if task == "regression" and "fastfm" in peers:
+        keys += [("fmnumba als", "fmnumba", "als"), ("fastfm als", "fastfm", "als")]
+    return keys
+
+
+def baseline(key):
+    """The fmnumba run key a peer's run key is compared with (same solver)."""
+    return "fmnumba als" if key.endswith(" als") else "fmnumba"
+
+
+def _ratios(runs, key):
+    base = runs[baseline(key)]
+    return [p["fit_s"] / f["fit_s"] if "error" not in p and "error" not in f else None
+            for f, p in zip(base, runs[key])]
+
+
 def run_all(a):
     env = dict(os.environ, **thread_env(a.threads), TQDM_DISABLE="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if not a.spin:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
+    peers = [p for p in a.peers.split(",") if p]
     out = {"k": a.k, "sweeps": a.sweeps, "threads": a.threads, "repeats": a.repeats,
+           "n_burnin": MYFM_BURN_IN, "als_l2": a.als_l2, "peers": peers,
            "omp_wait_policy": env.get("OMP_WAIT_POLICY", "default"), "quick": a.quick,
            "cpu_count": os.cpu_count(), "load_start": _load(), "started": time.ctime(),
            "datasets": {}}
@@ -203,138 +258,36 @@ def run_all(a):
     for name in names:
         tr, te, meta = dataset(name, a.cache, a.quick, a.movielens)
         task = meta["task"]
-        runs = {"fmnumba": [], "myfm": []}
+        keys = run_keys(task, peers)
+        runs = {key: [] for key, _, _ in keys}
         loads = []
         for r in range(a.repeats):
-            order = ("fmnumba", "myfm") if r % 2 == 0 else ("myfm", "fmnumba")
-            for lib in order:
+            for key, lib, solver in keys[r % len(keys):] + keys[:r % len(keys)]:
                 loads.append(_load())
                 if lib == "fmnumba":
-                    res = _run(_fmnumba_cmd(tr, te, task, a, r, profile=(r == 0)), env)
+                    cmd = _fmnumba_cmd(tr, te, task, a, r, solver, profile=(r == 0))
                 else:
-                    res = _run(_myfm_cmd(tr, te, task, a, r), env)
-                    res["sweep_s"] = res["fit_s"] / a.sweeps
-                    res["nnz_k_per_s"] = res["nnz_train"] * a.k / res["sweep_s"]
-                runs[lib].append(res)
-                print(f"{name} repeat {r} {lib}: fit {res['fit_s']:.2f} s, {res['final']}",
-                      flush=True)
-        ratios = [m["fit_s"] / f["fit_s"] for f, m in zip(runs["fmnumba"], runs["myfm"])]
-        out["datasets"][name] = {"task": task, "description": meta.get("description"),
-                                 "runs": runs, "fit_time_ratio_myfm_over_fmnumba": ratios,
-                                 "load_during": loads}
+                    cmd = _peer_cmd(lib, tr, te, task, a, r, solver)
+                res = _run(cmd, env)
+                if "error" in res:
+                    print(f"{name} repeat {r} {key}: FAILED: {res['error']}", flush=True)
+                else:
+                    res.setdefault("sweep_s", res["fit_s"] / a.sweeps)
+                    res.setdefault("nnz_k_per_s", res["nnz_train"] * a.k / res["sweep_s"])
+                    print(f"{name} repeat {r} {key}: fit {res['fit_s']:.2f} s, {res['final']}",
+                          flush=True)
+                runs[key].append(res)
+        out["datasets"][name] = {
+            "task": task, "description": meta.get("description"), "runs": runs,
+            "fit_time_ratio_over_fmnumba": {k: _ratios(runs, k) for k, lib, _ in keys
+                                            if lib != "fmnumba"},
+            "load_during": loads}
     out["load_end"] = _load()
     return out
 
 
-# --------------------------------------------------------------------------
-# report
-# --------------------------------------------------------------------------
-def _agg(runs, task):
-    keys = ("rmse",) if task == "regression" else ("auc", "logloss")
-    m = {k: float(np.median([r["final"][k] for r in runs])) for k in keys}
-    m.update({k: _median(runs, k) for k in ("fit_s", "sweep_s", "nnz_k_per_s",
-                                            "peak_rss_mib", "compile_s")})
-    return m
-
-
-def _intro(res):
-    """Title and how the runs were made."""
-    return ["# Bayesian FM: fmnumba mcmc vs myFM (Gibbs sampling)", "",
-            f"k = {res['k']}, {res['sweeps']} sweeps, 195 kept samples, fmnumba on "
-            f"{res['threads']} threads, myFM on one (its sampler is sequential); "
-            f"{res['repeats']} repeats per library, alternating which runs first; medians. "
-            f"OMP_WAIT_POLICY={res['omp_wait_policy']}. Machine: {res['cpu_count']} cores, "
-            f"load average (1, 5, 15 min) {_fmt_load(res['load_start'])} at the start and "
-            f"{_fmt_load(res['load_end'])} at the end (shared with other work: timings "
-            "are noisy, compare the ratios).", ""]
-
-
-def report(res, path_md, path_png):
-    from .report import md_table
-    fits = []
-    for name, d in res["datasets"].items():
-        task = d["task"]
-        for lib in ("fmnumba", "myfm"):
-            m = _agg(d["runs"][lib], task)
-            ratio = d["fit_time_ratio_myfm_over_fmnumba"]
-            rtxt = (f"{np.median(ratio):.2f}× (runs: {', '.join(f'{x:.2f}' for x in ratio)})"
-                    if lib == "fmnumba" else "")
-            fits.append([name, lib, _f(m.get("rmse")), _f(m.get("auc")), _f(m.get("logloss")),
-                         f"{m['fit_s']:.2f}", f"{m['sweep_s'] * 1e3:.1f} ms",
-                         f"{m['nnz_k_per_s']:.3g}", f"{m['peak_rss_mib']:.0f}", rtxt])
-    kernels = []
-    for name, d in res["datasets"].items():
-        f0 = d["runs"]["fmnumba"][0]
-        parts = f0.get("profile_ms_per_sweep") or {}
-        total = sum(parts.values()) or 1.0
-        shown = {k: v for k, v in parts.items() if v >= 0.02 * total}
-        shown["rest"] = total - sum(shown.values())
-        prof = ", ".join(f"{k} {v:.2f} ({100 * v / total:.0f}%)" for k, v in shown.items())
-        kernels.append([name, f"{f0['compile_s']:.1f}", f"{f0.get('adam_nnz_k_per_s', 0):.3g}",
-                        f"{f0['nnz_k_per_s']:.3g}",
-                        f"{100 * f0['parallel_nnz_fraction']:.0f}%", prof])
-    lines = _intro(res) + [
-        md_table(["data", "library", "RMSE", "AUC", "log loss", "fit s", "s/sweep",
-                  "nnz·k/s per sweep", "peak RSS MiB", "myFM fit / fmnumba fit"], fits),
-        "", "Per-run figures (every repeat) are in bayes.json.", "",
-        "## Sweep throughput beside Adam, and where a sweep's time goes", "",
-        "fmnumba, first repeat: compile time of the warm-up fit, one Adam epoch "
-        "(fmnumba's defaults) on the same training data, the share of nonzeros in "
-        "parallel (one-hot) blocks, and cProfile's own time per sweep of each kernel "
-        "over a 20-sweep fit (update_sweep: the draws of w and V; latent_rows: the "
-        "probit latent targets and residual sums; refresh_rows: the rebuild of e and q "
-        "every 10 sweeps; draw_group_hyper: μ, λ).", "",
-        md_table(["data", "compile s", "Adam epoch nnz·k/s", "mcmc sweep nnz·k/s",
-                  "parallel nnz", "ms per sweep by kernel"], kernels)]
-    Path(path_md).write_text("\n".join(lines) + "\n")
-    _plot(res, path_png)
-
-
-def _f(x):
-    return "" if x is None else f"{x:.4f}"
-
-
-def _fmt_load(x):
-    return "n/a" if not x else ", ".join(f"{v:.2f}" for v in x)
-
-
-def _plot(res, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = list(res["datasets"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
-    x = np.arange(len(names))
-    for i, lib in enumerate(("fmnumba", "myfm")):
-        fit = [_agg(res["datasets"][n]["runs"][lib], res["datasets"][n]["task"])["fit_s"]
-               for n in names]
-        axes[0].bar(x + (i - 0.5) * 0.38, fit, 0.38, label=lib,
-                    color=("#d62728", "#9467bd")[i])
-    axes[0].set_xticks(x, names)
-    axes[0].set_ylabel(f"fit time, s ({res['sweeps']} sweeps)")
-    axes[0].set_title("fit time (median)")
-    axes[0].legend()
-    rel = []
-    for n in names:
-        d = res["datasets"][n]
-        key = "rmse" if d["task"] == "regression" else "logloss"
-        f = _agg(d["runs"]["fmnumba"], d["task"])[key]
-        m = _agg(d["runs"]["myfm"], d["task"])[key]
-        rel.append(100 * (f / m - 1))
-    axes[1].bar(x, rel, 0.5, color=["#2ca02c" if v <= 0 else "#d62728" for v in rel])
-    axes[1].axhline(0, color="grey", lw=0.8)
-    labels = [f"{n}\n({'RMSE' if res['datasets'][n]['task'] == 'regression' else 'log loss'})"
-              for n in names]
-    axes[1].set_xticks(x, labels)
-    axes[1].set_ylabel("fmnumba vs myFM, % (lower is better)")
-    axes[1].set_title("test error relative to myFM (median)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--movielens", default=None, help="a MovieLens ratings file (u.data, ...)")
     p.add_argument("--repeats", type=int, default=3)
@@ -344,7 +297,13 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="small subsets (a smoke run)")
     p.add_argument("--spin", action="store_true", help="keep OpenMP's default wait policy")
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
-    p.add_argument("--peer-python", default=None, help="interpreter with myfm installed")
+    p.add_argument("--peer-python", default=os.environ.get("FMNUMBA_PEERS_PYTHON"),
+                   help="interpreter with the peers installed (default: "
+                        "$FMNUMBA_PEERS_PYTHON, else this one)")
+    p.add_argument("--peers", default=",".join(PEERS),
+                   help="comma-separated peers to run beside fmnumba (myfm, fastfm)")
+    p.add_argument("--als-l2", type=float, default=ALS_L2,
+                   help="λ_w = λ_v of the ALS fits (fmnumba and fastFM)")
     p.add_argument("--out-dir", default=str(RESULTS))
     # worker mode
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -353,7 +312,11 @@ def main(argv=None):
     p.add_argument("--task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--solver", default="mcmc", choices=["mcmc", "als"])
     a = p.parse_args(argv)
+    bad = set(a.peers.split(",")) - set(PEERS) - {""}
+    if bad:
+        p.error(f"--peers: unknown {', '.join(sorted(bad))}; choose from {', '.join(PEERS)}")
     if a.worker:
         worker(a)
         return 0

@@ -59,8 +59,10 @@ def main():
            "n_train": Xtr.shape[0], "nnz_train": int(Xtr.nnz), "conversion_s": conv_s}
     if a.solver == "als":
         res["reg"] = reg
-    elif a.lr is not None or a.reg is not None:
-        res["ignored"] = "--lr/--reg have no meaning for MCMC"
+    else:
+        res["n_kept_samples"] = a.epochs  # fit_predict averages every sweep: no burn-in
+        if a.lr is not None or a.reg is not None:
+            res["ignored"] = "--lr/--reg have no meaning for MCMC"
 
     def make(n_iter):
         if a.solver == "als":
