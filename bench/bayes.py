@@ -48,6 +48,9 @@ MYFM_BURN_IN = 5
 # λ_w = λ_v of both ALS fits: the best of 0.1, 0.3, 1, 3, 10, 30, 100 for
 # fmnumba's ALS on a 20% validation split of the synthetic ratings' training rows
 ALS_L2 = 1.0
+# both ALS fits start from factors of this standard deviation (fastFM's
+# default); fmnumba's ALS also runs with its own default (the "default" row)
+ALS_INIT_STD = 0.1
 PEERS = ("myfm", "fastfm")
 RUN_TIMEOUT_S = 1800
 
@@ -84,14 +87,15 @@ def dataset(name, cache, quick, movielens=None):
 # --------------------------------------------------------------------------
 # the fmnumba worker (runs in its own process)
 # --------------------------------------------------------------------------
-def _estimator(task, solver, k, sweeps, seed, n_jobs, l2=ALS_L2, n_burnin=MYFM_BURN_IN,
-               n_kept=None):
+def _estimator(task, solver, k, sweeps, seed, n_jobs, l2=ALS_L2, init_std=None,
+               n_burnin=MYFM_BURN_IN, n_kept=None):
     """fmnumba with its defaults: mcmc keeping myFM's number of samples, or
-    ALS with λ_w = λ_v = l2."""
+    ALS with λ_w = λ_v = l2 (and init_std unless None)."""
     from fmnumba import FMClassifier, FMRegressor
     if solver == "als":
+        init = {} if init_std is None else {"init_std": init_std}
         return FMRegressor(n_factors=k, solver="als", max_iter=sweeps, l2_reg_w=l2,
-                           l2_reg_v=l2, random_state=seed, n_jobs=n_jobs)
+                           l2_reg_v=l2, random_state=seed, n_jobs=n_jobs, **init)
     Est = FMRegressor if task == "regression" else FMClassifier
     return Est(n_factors=k, solver="mcmc", max_iter=sweeps, n_burnin=n_burnin,
                n_kept_samples=sweeps - n_burnin if n_kept is None else n_kept,
@@ -150,10 +154,10 @@ def worker(a):
     Xte = Xte[:, :Xtr.shape[1]]
     Xtr, Xte = Xtr.astype(np.float32), Xte.astype(np.float32)
     t0 = time.perf_counter()
-    _estimator(a.task, a.solver, a.k, 2, a.seed, a.threads, a.als_l2, n_burnin=0,
+    _estimator(a.task, a.solver, a.k, 2, a.seed, a.threads, a.als_l2, a.init_std, n_burnin=0,
                n_kept=1).fit(Xtr, ytr)
     compile_s = time.perf_counter() - t0
-    est = _estimator(a.task, a.solver, a.k, a.sweeps, a.seed, a.threads, a.als_l2)
+    est = _estimator(a.task, a.solver, a.k, a.sweeps, a.seed, a.threads, a.als_l2, a.init_std)
     t0 = time.perf_counter()
     est.fit(Xtr, ytr)
     fit_s = time.perf_counter() - t0
@@ -171,7 +175,8 @@ def worker(a):
            "nnz_k_per_s": Xtr.nnz * a.k / sweep_s, "peak_rss_mib": rss,
            "parallel_nnz_fraction": _parallel_nnz(Xtr) / max(1, Xtr.nnz),
            "final": metrics(a.task, yte, pred)}
-    res.update({"n_kept_samples": a.sweeps - MYFM_BURN_IN} if mcmc else {"l2": a.als_l2})
+    res.update({"n_kept_samples": a.sweeps - MYFM_BURN_IN} if mcmc else
+               {"l2": a.als_l2, "init_std": est.init_std})
     if a.profile and mcmc:
         res["profile_ms_per_sweep"] = _profile(est, Xtr, ytr)
         adam_s = _adam_epoch(a.task, Xtr, ytr, a.k, a.threads)
@@ -198,14 +203,15 @@ def _run(cmd, env):
     return json.loads(text[text.index("{"):])
 
 
-def _fmnumba_cmd(tr, te, task, a, seed, solver, profile):
+def _fmnumba_cmd(tr, te, task, a, seed, solver, init_std, profile):
     cmd = [sys.executable, "-m", "bench.bayes", "--worker", "--train", str(tr), "--test",
            str(te), "--task", task, "--k", str(a.k), "--sweeps", str(a.sweeps), "--threads",
            str(a.threads), "--seed", str(seed), "--solver", solver, "--als-l2", str(a.als_l2)]
-    return cmd + (["--profile"] if profile else [])
+    return (cmd + (["--init-std", str(init_std)] if init_std is not None else [])
+            + (["--profile"] if profile else []))
 
 
-def _peer_cmd(lib, tr, te, task, a, seed, solver):
+def _peer_cmd(lib, tr, te, task, a, seed, solver, init_std):
     """myFM's Gibbs sampler, or fastFM's mcmc / als, through bench/peers."""
     runner = REPO / "bench" / "peers" / f"run_{lib}.py"
     cmd = [a.peer_python or sys.executable, str(runner), "--train", str(tr), "--test", str(te),
@@ -213,7 +219,8 @@ def _peer_cmd(lib, tr, te, task, a, seed, solver):
            str(a.threads), "--seed", str(seed), "--no-curve"]
     if lib == "myfm":
         return cmd + ["--burn-in", str(MYFM_BURN_IN)]
-    return cmd + ["--solver", solver] + (["--reg", str(a.als_l2)] if solver == "als" else [])
+    return (cmd + ["--solver", solver] + (["--reg", str(a.als_l2)] if solver == "als" else [])
+            + (["--init-stdev", str(init_std)] if init_std is not None else []))
 
 
 def _load():
@@ -224,17 +231,21 @@ def _load():
 
 
 def run_keys(task, peers):
-    """(run key, library, solver) of every fit on a data set: mcmc for all
-    libraries, ALS for fmnumba and fastFM on regression sets."""
-    keys = [("fmnumba", "fmnumba", "mcmc")] + [(p, p, "mcmc") for p in peers]
+    """(run key, library, solver, init std or None for the default) of every
+    fit on a data set: mcmc for all libraries (their default inits), ALS for
+    fmnumba and fastFM on regression sets from the same init, and fmnumba's
+    ALS from its default init."""
+    keys = [("fmnumba", "fmnumba", "mcmc", None)] + [(p, p, "mcmc", None) for p in peers]
     if task == "regression" and "fastfm" in peers:
-        keys += [("fmnumba als", "fmnumba", "als"), ("fastfm als", "fastfm", "als")]
+        keys += [("fmnumba als", "fmnumba", "als", ALS_INIT_STD),
+                 ("fastfm als", "fastfm", "als", ALS_INIT_STD),
+                 ("fmnumba als default", "fmnumba", "als", None)]
     return keys
 
 
 def baseline(key):
     """The fmnumba run key a peer's run key is compared with (same solver)."""
-    return "fmnumba als" if key.endswith(" als") else "fmnumba"
+    return "fmnumba als" if " als" in key else "fmnumba"
 
 
 def _ratios(runs, key):
@@ -250,7 +261,8 @@ def run_all(a):
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     peers = [p for p in a.peers.split(",") if p]
     out = {"k": a.k, "sweeps": a.sweeps, "threads": a.threads, "repeats": a.repeats,
-           "n_burnin": MYFM_BURN_IN, "als_l2": a.als_l2, "peers": peers,
+           "n_burnin": MYFM_BURN_IN, "als_l2": a.als_l2, "als_init_std": ALS_INIT_STD,
+           "peers": peers,
            "omp_wait_policy": env.get("OMP_WAIT_POLICY", "default"), "quick": a.quick,
            "cpu_count": os.cpu_count(), "load_start": _load(), "started": time.ctime(),
            "datasets": {}}
@@ -259,15 +271,15 @@ def run_all(a):
         tr, te, meta = dataset(name, a.cache, a.quick, a.movielens)
         task = meta["task"]
         keys = run_keys(task, peers)
-        runs = {key: [] for key, _, _ in keys}
+        runs = {key[0]: [] for key in keys}
         loads = []
         for r in range(a.repeats):
-            for key, lib, solver in keys[r % len(keys):] + keys[:r % len(keys)]:
+            for key, lib, solver, init in keys[r % len(keys):] + keys[:r % len(keys)]:
                 loads.append(_load())
                 if lib == "fmnumba":
-                    cmd = _fmnumba_cmd(tr, te, task, a, r, solver, profile=(r == 0))
+                    cmd = _fmnumba_cmd(tr, te, task, a, r, solver, init, profile=(r == 0))
                 else:
-                    cmd = _peer_cmd(lib, tr, te, task, a, r, solver)
+                    cmd = _peer_cmd(lib, tr, te, task, a, r, solver, init)
                 res = _run(cmd, env)
                 if "error" in res:
                     print(f"{name} repeat {r} {key}: FAILED: {res['error']}", flush=True)
@@ -279,7 +291,7 @@ def run_all(a):
                 runs[key].append(res)
         out["datasets"][name] = {
             "task": task, "description": meta.get("description"), "runs": runs,
-            "fit_time_ratio_over_fmnumba": {k: _ratios(runs, k) for k, lib, _ in keys
+            "fit_time_ratio_over_fmnumba": {k: _ratios(runs, k) for k, lib, _, _ in keys
                                             if lib != "fmnumba"},
             "load_during": loads}
     out["load_end"] = _load()
@@ -313,6 +325,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--solver", default="mcmc", choices=["mcmc", "als"])
+    p.add_argument("--init-std", type=float, default=None)
+    p.add_argument("--report-only", metavar="JSON", default=None,
+                   help="rewrite the markdown and plot from a results JSON; run nothing")
     a = p.parse_args(argv)
     bad = set(a.peers.split(",")) - set(PEERS) - {""}
     if bad:
@@ -320,11 +335,16 @@ def main(argv=None):
     if a.worker:
         worker(a)
         return 0
-    res = run_all(a)
-    out = Path(a.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "bayes-quick" if a.quick else "bayes"
-    (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
+    if a.report_only:
+        src = Path(a.report_only)
+        out, stem = src.parent, src.stem
+        res = json.loads(src.read_text())
+    else:
+        res = run_all(a)
+        out = Path(a.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = "bayes-quick" if a.quick else "bayes"
+        (out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     report(res, out / f"{stem}.md", out / f"{stem}.png")
     print((out / f"{stem}.md").read_text())
     return 0

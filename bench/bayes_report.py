@@ -6,9 +6,10 @@ import numpy as np
 
 LABELS = {"fmnumba": ("fmnumba", "mcmc"), "myfm": ("myFM", "gibbs"),
           "fastfm": ("fastFM", "mcmc"), "fmnumba als": ("fmnumba", "als"),
-          "fastfm als": ("fastFM", "als")}
+          "fastfm als": ("fastFM", "als"),
+          "fmnumba als default": ("fmnumba", "als, default init")}
 COLORS = {"fmnumba": "#d62728", "myfm": "#9467bd", "fastfm": "#1f77b4",
-          "fmnumba als": "#ff9896", "fastfm als": "#aec7e8"}
+          "fmnumba als": "#ff9896", "fastfm als": "#aec7e8", "fmnumba als default": "#f7b6d2"}
 
 
 def _ok(runs):
@@ -47,12 +48,12 @@ def _versions(res):
 def _intro(res):
     """Title and how the runs were made."""
     kept = res["sweeps"] - res.get("n_burnin", 5)
-    als = any(k.endswith(" als") for d in res["datasets"].values() for k in d["runs"])
+    als = any(" als" in k for d in res["datasets"].values() for k in d["runs"])
     lines = [
         "# Bayesian FM and ALS: fmnumba vs myFM and fastFM", "",
         f"k = {res['k']} and {res['sweeps']} sweeps for every fit; fmnumba on "
         f"{res['threads']} threads, myFM and fastFM on one (their solvers are sequential); "
-        f"{res['repeats']} repeats per library, each in its own process, the order of the "
+        f"{res['repeats']} repeat{'s' if res['repeats'] != 1 else ''} per library, each in its own process, the order of the "
         "libraries rotating from repeat to repeat; medians. "
         f"OMP_WAIT_POLICY={res['omp_wait_policy']}. Machine: {res['cpu_count']} cores, "
         f"load average (1, 5, 15 min) {_fmt_load(res['load_start'])} at the start and "
@@ -73,10 +74,13 @@ def _intro(res):
             "same objective ½ Σ (y − ŷ)² + ½ λ ‖w‖² + ½ λ ‖V‖² (w0 not regularised) with "
             f"λ = {res.get('als_l2', 1.0):g} for both (the best of 0.1, 0.3, 1, 3, 10, 30, "
             "100 for fmnumba's ALS on a 20% validation split of the synthetic ratings' "
-            "training rows).")
+            "training rows), both starting from factors of standard deviation "
+            f"{res.get('als_init_std', 0.1):g} (fastFM's default). The row \"als, default "
+            "init\" is fmnumba's ALS from its own default, init_std = 0.01.")
     lines += [
-        "- Everything else is each library's default: initial factor standard deviation "
-        "0.01 (fmnumba), 0.1 (myFM, fastFM); repeat r uses seed r (fastFM r + 1). "
+        "- Everything else is each library's default, e.g. the MCMC fits' initial factor "
+        "standard deviation: 0.01 (fmnumba), 0.1 (myFM, fastFM); repeat r uses seed r "
+        "(fastFM r + 1). "
         "fastFM's times include its CSR → CSC conversion.",
         "- Last column: the peer's fit time over fmnumba's with the same solver, same "
         "repeat. A failed run is listed with its error.", ""]
