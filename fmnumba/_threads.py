@@ -11,8 +11,11 @@ user (NUMBA_THREADING_LAYER) is kept.
 
 The default thread count (n_jobs=None) honours the limits that joblib's
 process backends give their workers (NUMBA_NUM_THREADS / OMP_NUM_THREADS
-in the worker's environment) and is one thread in a forked multiprocessing
-worker, so that parallel searches do not oversubscribe the machine.
+in the worker's environment), threadpoolctl's limits (Numba's pool is
+registered with threadpoolctl as user_api "numba", so
+`threadpool_limits(1)` and `threadpool_info()` see it) and is one thread
+in a forked multiprocessing worker, so that parallel searches do not
+oversubscribe the machine.
 """
 import ctypes
 import multiprocessing
@@ -21,10 +24,11 @@ import threading
 from contextlib import contextmanager
 
 import numba
+import threadpoolctl
 
 _TBB_LIB = "libtbb.so.12"
 _in_forked_child = False
-_chosen = None  # the layer choose_threading_layer set, if it set one
+_registered = False
 
 
 def _load_tbb():
@@ -77,19 +81,8 @@ def choose_threading_layer():
         if wanted in ("tbb", "default", "safe", "threadsafe", ""):
             _load_tbb()  # let Numba find it if it picks TBB
         return numba.config.THREADING_LAYER
-    global _chosen
-    _chosen = "tbb" if _tbb_usable() else "workqueue"
-    numba.config.THREADING_LAYER = _chosen
-    return _chosen
-
-
-def ensure_threading_layer():
-    """Put fmnumba's choice back before Numba starts its thread pool, in case
-    numba.config was reloaded from the environment since import (importing
-    numba-cuda does that)."""
-    if (_chosen is not None and numba.config.THREADING_LAYER != _chosen
-            and not os.environ.get("NUMBA_THREADING_LAYER") and not _layer_already_chosen()):
-        numba.config.THREADING_LAYER = _chosen
+    numba.config.THREADING_LAYER = "tbb" if _tbb_usable() else "workqueue"
+    return numba.config.THREADING_LAYER
 
 
 def _after_fork_in_child():
@@ -140,7 +133,6 @@ def numba_threads(n_jobs):
     restore it afterwards; yields the count."""
     from ._validation import check_n_jobs
     check_n_jobs(n_jobs)  # set_params after fit is not validated until here
-    ensure_threading_layer()
     old = numba.get_num_threads()
     n = resolve_threads(n_jobs)
     if n != old:
@@ -171,5 +163,39 @@ def serial_if_unsafe():
             yield
 
 
+class NumbaPoolController(threadpoolctl.LibController):
+    """threadpoolctl's handle on Numba's thread pool (whichever threading
+    layer runs it): the limit is numba.set_num_threads's, per calling
+    thread, capped at the threads Numba started with."""
+    user_api = "numba"
+    internal_api = "numba"
+    filename_prefixes = ("tbbpool", "workqueue", "omppool")
+
+    def get_num_threads(self):
+        return numba.get_num_threads()
+
+    def set_num_threads(self, num_threads):
+        top = numba.config.NUMBA_NUM_THREADS
+        numba.set_num_threads(max(1, min(int(num_threads), top)))
+
+    def get_version(self):
+        return numba.__version__
+
+    def set_additional_attributes(self):
+        self.threading_layer = numba.threading_layer()
+
+
+def register_with_threadpoolctl():
+    """Register NumbaPoolController and load the threading layer's library
+    now (threadpoolctl finds pools by their loaded library, which Numba
+    otherwise loads at the first parallel region); idempotent."""
+    global _registered
+    if not _registered:
+        threadpoolctl.register(NumbaPoolController)
+        _registered = True
+    numba.get_num_threads()  # launches the pool: the layer is fixed from here on
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
 choose_threading_layer()
+register_with_threadpoolctl()

@@ -114,8 +114,8 @@ class EpochRecord:
 
 
 def abs_max(A, rows=1 << 16):
-    """max |A| over a 2-D array, in row blocks (bounded temporaries); NaN if
-    any entry is NaN, 0.0 for an empty array."""
+    """max |A| over a 2-D array; NaN if any entry is NaN, 0.0 for an empty
+    array; in row blocks (bounded temporaries)."""
     m = 0.0
     for a in range(0, A.shape[0], rows):
         blk = A[a:a + rows]
@@ -281,8 +281,9 @@ def divergence_reason(lsum, wsum, ok, state, scale, probe=None):
     big = max(abs_max(state.P), abs(float(state.bias_state[0])))
     if not (np.isfinite(big) and np.isfinite(state.bias_state).all()):
         return "non-finite parameters"
-    if state.M is not None and not (np.isfinite(abs_max(state.M))
-                                    and np.isfinite(abs_max(state.S))):
+    # S finite implies M finite: both take the same gradients g, |m| <= max |g|,
+    # and a g that is NaN, infinite or has an infinite g*g makes s non-finite
+    if state.S is not None and not np.isfinite(abs_max(state.S)):
         return "non-finite Adam moments"
     loss = lsum / wsum if wsum > 0 else 0.0
     if loss > RUNAWAY_FACTOR * scale:

@@ -10,7 +10,7 @@ weights and hyperparameters, mutated model files and model metadata, bad
 recommend arguments, special files as paths, labels of every type through
 save/load, text files with a byte-order mark, compressed or fed through a
 pipe) and calls fit, predict, predict_proba, score, partial_fit, save, load,
-recommend or the readers. The contract checked:
+recommend, the Dask estimators' fit and predict or the readers. The contract checked:
 
 * the only exceptions are ValueError, TypeError (NotFittedError is a
   ValueError), MemoryError for impossible model sizes and DivergenceError;
@@ -657,6 +657,109 @@ def run_text_case(draw, folder):
     return "text-" + ref[0]
 
 
+DASK_ONE_IN = 10  # of the model cases: a Dask fit costs a task graph and a round trip
+
+
+def _hashed(draw, n):
+    """A uniform draw in range(n), through a seeded generator: hypothesis
+    favours small and boundary values, so a range drawn directly would
+    starve some branches."""
+    return random.Random(draw(st.integers(0, 2**32 - 1))).randrange(n)
+
+
+_DASK = {}
+
+
+def dask_client():
+    """One real LocalCluster (a worker process on 127.0.0.1) for the whole run."""
+    if not _DASK:
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None,
+                               memory_limit=2 << 30)
+        _DASK.update(cluster=cluster, client=Client(cluster))
+    return _DASK["client"]
+
+
+def close_dask():
+    if _DASK:
+        _DASK["client"].close()
+        _DASK["cluster"].close()
+
+
+def _as_dask(draw, a, rows):
+    """a as a dask array of `rows`-row chunks (most of the time), else a
+    itself; None when dask's own from_array cannot wrap it (then it is not
+    an input anyone can give fmnumba)."""
+    import dask.array as da
+    if a is None or not hasattr(a, "shape") or draw(st.integers(0, 19)) == 0:
+        return a
+    chunks = (rows,) + (-1,) * (a.ndim - 1) if a.ndim else -1
+    try:
+        return da.from_array(a, chunks=chunks, asarray=False)
+    except Exception:  # noqa: BLE001 - dask (or scipy) refusing the object itself
+        return None
+
+
+def run_dask_case(draw):
+    """DaskFMRegressor / DaskFMClassifier fit and predict on a real cluster."""
+    from fmnumba.dask import DaskFMClassifier, DaskFMRegressor
+    classifier = draw(st.booleans())
+    desc, X, valid = draw(st.one_of(raw_matrix(), dense_matrix()))
+    n = X.shape[0] if hasattr(X, "shape") else len(X)
+    y, y_ok = y_for(draw, n, classifier)
+    sw, sw_ok = weights_for(draw, n)
+    params = dict(n_factors=draw(st.integers(1, 3)), max_iter=1, random_state=0,
+                  batch_size=draw(st.sampled_from([1, 4, 256])),
+                  mode=draw(st.sampled_from(["sync", "local"])),
+                  solver=draw(st.sampled_from(["adam", "adamw", "adam", "adam", "sgd", "mcmc"])),
+                  dtype=draw(st.sampled_from([np.float32, np.float64])),
+                  learning_rate=draw(st.sampled_from([0.01, 0.3, 1e6, 1e30])),
+                  client=dask_client())
+    p_ok = params["solver"] in ("adam", "adamw")
+    if draw(st.integers(0, 99)) >= 85:
+        params.update(draw(st.sampled_from([d for d in BAD_PARAM if "device" not in d])))
+        p_ok = False
+    rows = draw(st.integers(1, max(n, 1)))
+    other = rows if draw(st.integers(0, 7)) else draw(st.integers(1, max(n, 1)))
+    Xd = _as_dask(draw, X, rows)
+    yd = _as_dask(draw, np.asarray(y) if y is not None else y, other)
+    swd = _as_dask(draw, sw, rows) if isinstance(sw, np.ndarray) else sw
+    if Xd is None or (y is not None and yd is None):
+        return "dask-unwrappable"
+    cls = DaskFMClassifier if classifier else DaskFMRegressor
+    STATE["last"] = dict(desc, kind="dask", estimator=cls.__name__, y_mode=str(y)[:200],
+                         sw=str(sw)[:100], params={k: str(v) for k, v in params.items()},
+                         X_type=type(Xd).__name__)
+    m = cls(**params)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m.fit(Xd, yd, sample_weight=swd)
+    except MemoryError:
+        return "dask-memory"
+    except ALLOWED as e:
+        if isinstance(e, DivergenceError):
+            check_finite_model(m)
+        vals = np.asarray(desc.get("data", []), dtype=np.float64)
+        wrapped = (Xd is not X and yd is not y and other == rows
+                   and (not isinstance(sw, np.ndarray) or swd is not sw))
+        clean = (valid and bool(np.all(np.abs(vals) < 1e6)) and y_ok and sw_ok and p_ok
+                 and wrapped and desc.get("fmt") != "coo" and min(X.shape) > 0
+                 and params["learning_rate"] < 1)
+        if clean and not isinstance(e, DivergenceError):
+            raise AssertionError(f"valid input rejected: {type(e).__name__}: {e}")
+        return "dask-rejected"
+    check_finite_model(m)
+    try:
+        out = np.asarray(m.predict(Xd).compute() if hasattr(Xd, "compute") else m.predict(Xd))
+    except ALLOWED:
+        return "dask-fitted"
+    if not classifier:
+        assert np.all(np.isfinite(out)), "non-finite prediction returned"
+    return "dask-fitted"
+
+
 # every example also runs one of these
 FILE_CASES = [run_meta_case, run_path_case, run_label_case, run_text_case]
 
@@ -765,13 +868,13 @@ def main():
                 kind = run_load_case(draw, folder)
             elif pick == 2:
                 kind = run_recommend_case(draw)
+            elif _hashed(draw, DASK_ONE_IN) == 0:
+                kind = run_dask_case(draw)
             else:
                 kind = run_model_case(draw)
             STATE["kinds"][kind] = STATE["kinds"].get(kind, 0) + 1
-            # and one file case (hashed through a seeded generator: hypothesis favours
-            # small values, so a small range drawn directly would starve some kinds)
-            extra = FILE_CASES[random.Random(draw(st.integers(0, 2**32 - 1))).randrange(
-                len(FILE_CASES))]
+            # and one file case
+            extra = FILE_CASES[_hashed(draw, len(FILE_CASES))]
             kind = extra(draw, folder)
             STATE["kinds"][kind] = STATE["kinds"].get(kind, 0) + 1
         except Exception as e:  # noqa: BLE001 - every unexpected error is a finding
@@ -784,7 +887,10 @@ def main():
                 last_fh.truncate()
                 last_fh.flush()
 
-    case()
+    try:
+        case()
+    finally:
+        close_dask()
     result = {"cases": STATE["cases"], "failures": STATE["failures"][:20],
               "n_failures": len(STATE["failures"]), "kinds": STATE["kinds"],
               "seconds": time.perf_counter() - t0}

@@ -2,7 +2,8 @@
 
 Every example also runs one file case: mutated model metadata, special files
 as paths, labels of every type through save/load, or a text file with a BOM,
-compressed or fed through a pipe. The fuzz loop runs in a subprocess (tests/_fuzz_worker.py) so that a crash
+compressed or fed through a pipe. Some model cases go through the Dask
+estimators on a real LocalCluster instead. The fuzz loop runs in a subprocess (tests/_fuzz_worker.py) so that a crash
 (segfault, abort, hang) fails this test instead of killing pytest. At least
 2,000 generated cases per run; FMNUMBA_FUZZ_EXAMPLES raises (or, for a quick
 local run, lowers) the count.
@@ -49,6 +50,9 @@ def test_fuzz_public_entry_points_never_crash(tmp_path):
     assert kinds.get("fitted", 0) >= N_EXAMPLES // 20, kinds
     assert sum(v for k, v in kinds.items() if k.startswith("rejected")) >= N_EXAMPLES // 10, kinds
     assert kinds.get("load-rejected", 0) >= N_EXAMPLES // 50, kinds
+    # Dask fits on a real LocalCluster, accepted and refused
+    assert kinds.get("dask-fitted", 0) >= N_EXAMPLES // 200, kinds
+    assert kinds.get("dask-rejected", 0) >= N_EXAMPLES // 50, kinds
     # and every file kind: mutated metadata, special paths, label types, text inputs
     for prefix in ("meta-rejected", "path-load", "path-save", "path-read_data", "labels-ok",
                    "text-ok", "text-rejected"):
