@@ -468,8 +468,8 @@ class FMClassifier(ClassifierMixin, _BaseFM):
     _valid_losses = ("logistic", "hinge")
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
-                 learning_rate=0.02, lr_decay=1.0, max_iter=None, batch_size=256,
-                 l2_reg_w=0.003, l2_reg_v=0.003, init_std=0.01, tol=None,
+                 learning_rate=0.03, lr_decay=0.5, max_iter=None, batch_size=512,
+                 l2_reg_w=0.001, l2_reg_v=0.01, init_std=0.01, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
