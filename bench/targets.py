@@ -10,8 +10,8 @@ SOONER = 1.5
 PREDICT_CEILING_FRACTION = 0.60
 EPOCH_PEER_FACTOR = 5.0
 RSS_FACTOR = 1.5
-COMPILE_COLD_S = 10.0
-COMPILE_CACHED_S = 1.0
+COMPILE_COLD_S = 8.0
+COMPILE_CACHED_S = 0.5
 
 
 def primary(task):
@@ -204,11 +204,16 @@ def evaluate_targets(results):
                      f"{rss['ideal_mib']:.0f} MiB", verdict(x <= RSS_FACTOR), f"{x:.2f}×"))
     comp = results.get("compile")
     if comp and "cold" in comp:
-        c, w = comp["cold"]["first_fit_adam_s"], comp["cached"]["first_fit_adam_s"]
-        rows.append((f"compile: first fit cold ≤ {COMPILE_COLD_S:.0f} s", f"{c:.2f} s",
-                     verdict(c <= COMPILE_COLD_S), f"{c / COMPILE_COLD_S:.2f}× the limit"))
-        rows.append((f"compile: first fit cached ≤ {COMPILE_CACHED_S:.0f} s", f"{w:.2f} s",
-                     verdict(w <= COMPILE_CACHED_S), f"{w / COMPILE_CACHED_S:.2f}× the limit"))
+        # older result files time the first fit alone
+        key, what = (("first_run_s", "import + first fit + predict") if "first_run_s" in
+                     comp["cold"] else ("first_fit_adam_s", "first fit"))
+        c, w = comp["cold"][key], comp["cached"][key]
+        rows.append((f"compile: {what}, cold ≤ {COMPILE_COLD_S:g} s",
+                     f"{c:.2f} s", verdict(c <= COMPILE_COLD_S),
+                     f"{c / COMPILE_COLD_S:.2f}× the limit"))
+        rows.append((f"compile: {what}, cached ≤ {COMPILE_CACHED_S:g} s",
+                     f"{w:.2f} s", verdict(w <= COMPILE_CACHED_S),
+                     f"{w / COMPILE_CACHED_S:.2f}× the limit"))
     return rows
 
 

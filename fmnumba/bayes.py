@@ -14,12 +14,11 @@ import numbers
 import time
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
-from . import als as ALS
-from . import mcmc as MC
 from ._validation import check_group_ids
-from .column_view import build_column_view
+
+# The samplers, ALS and SciPy's special functions load on first use: a fit
+# with a gradient solver imports this module for its checks alone.
 
 BAYES_SOLVERS = ("mcmc", "als")
 DEFAULT_MAX_ITER = {"mcmc": 200, "als": 100}
@@ -49,6 +48,7 @@ def sample_schedule(n_burnin, n_kept_samples, max_iter, n_features, n_factors, d
     burn-in, thinned evenly so that the samples take at most 1 GiB
     (n_kept × n_features × (1 + n_factors) × itemsize bytes).
     """
+    from . import mcmc as MC
     if n_burnin is None:
         burn = min(DEFAULT_BURNIN, max_iter - 1)
     else:
@@ -116,6 +116,9 @@ def fit_mcmc(X, y, sw, *, chain, probit, n_factors, dtype, max_iter, n_burnin, n
     val = (Xv, yv, swv): history["val_loss"] gets, per sweep, the loss of
     the running average of the predictions since burn-in (before it: of the
     current sample), as libFM reports its test error. Returns the ChainState."""
+    from scipy.special import ndtr
+
+    from . import mcmc as MC
     gid, n_groups = _groups(groups, X.shape[1])
     if chain is None:
         chain = MC.ChainState.init(X.shape[1], n_factors, n_groups, dtype, init_std, w0,
@@ -166,6 +169,7 @@ def fit_mcmc(X, y, sw, *, chain, probit, n_factors, dtype, max_iter, n_burnin, n
 
 def probit_w0(y, sw):
     """Φ⁻¹ of the weighted positive rate: the probit intercept of a constant model."""
+    from scipy.special import ndtri
     p = float(np.dot(sw, y > 0) / np.sum(sw))
     return float(ndtri(min(max(p, 1e-6), 1 - 1e-6)))
 
@@ -174,6 +178,8 @@ def fit_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups, history, v
     """max_iter ALS sweeps on P in place; returns the new w0. history gets
     the training objective J / Σ s per sweep as train_loss and, with
     val = (Xv, yv, swv), the validation loss ½ (y − ŷ)² as val_loss."""
+    from . import als as ALS
+    from .column_view import build_column_view
     t_start = time.perf_counter() - (history["time_s"][-1] if history["time_s"] else 0.0)
     h = {"objective": [], "train_rmse": []}
     gid, _ = _groups(groups, X.shape[1])
@@ -213,6 +219,7 @@ def fit_als(X, y, sw, P, w0, *, max_iter, l2_reg_w, l2_reg_v, groups, history, v
 
 def predict_mcmc(kern, X, chain, probit):
     """(mean, var) over the kept samples, see mcmc.predict_samples."""
+    from . import mcmc as MC
     if chain.samples_P is None or chain.samples_P.shape[0] == 0:
         raise ValueError("the model keeps no posterior samples; fit it with "
                          "n_kept_samples >= 1.")
@@ -226,6 +233,7 @@ def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier, va
     """Run solver est.solver on canonical CSR X (y encoded, sw weights) and
     set est._state (P = the last sample, or the ALS solution), est._chain
     (mcmc), history_ and n_iter_. resume: continue from the fitted model."""
+    from . import mcmc as MC
     from .training import FMState
     n_features, k = X.shape[1], int(est.n_factors)
     if not resume:
@@ -290,5 +298,6 @@ def posterior(est, X):
 
 def probit_score(p):
     """Φ⁻¹(p), finite: the decision value of a probit probability."""
+    from scipy.special import ndtri
     eps = np.finfo(np.float64).eps
     return ndtri(np.clip(p, np.finfo(np.float64).tiny, 1 - eps))

@@ -834,19 +834,25 @@ _CACHE_CHILD = r"""
 import json, os, sys
 import numpy as np
 import fmnumba
+from fmnumba.cpu import predict_csr
 from fmnumba.cpu.validate import csr_is_canonical
 assert fmnumba.__file__.startswith(sys.argv[1]), fmnumba.__file__
-ok = csr_is_canonical((np.array([0, 1, 2], np.int32), np.array([0, 1], np.int32),
-                       np.ones(2, np.float32)), np.int64(2))
-st = csr_is_canonical.stats
-print(json.dumps({"ok": bool(ok), "hits": len(st.cache_hits), "misses": len(st.cache_misses)}))
+X = (np.array([0, 1, 2], np.int32), np.array([0, 1], np.int32), np.ones(2, np.float32))
+ok = csr_is_canonical(X, np.int64(2))
+out = np.empty(2, np.float32)
+predict_csr(X, np.float32(0.5), np.ones((2, 3), np.float32), out)  # a parallel kernel
+ok = ok and out.tolist() == [1.5, 1.5]
+st = [k.stats for k in (csr_is_canonical, predict_csr)]
+print(json.dumps({"ok": bool(ok), "hits": sum(len(s.cache_hits) for s in st),
+                  "misses": sum(len(s.cache_misses) for s in st)}))
 """
 
 
 def test_read_only_install_still_caches_between_runs(tmp_path):
     """An install whose package folders cannot hold __pycache__ (read-only
     site-packages): Numba must fall back to the user-wide cache dir, and a
-    second process must load the kernel from there instead of compiling."""
+    second process must load the kernels (a serial and a parallel one) from
+    there instead of compiling."""
     import json
     import os
     import shutil
@@ -877,11 +883,12 @@ def test_read_only_install_still_caches_between_runs(tmp_path):
 
     try:
         first = run()
-        assert first["ok"] and first["misses"] == 1 and first["hits"] == 0, first
+        assert first["ok"] and first["misses"] == 2 and first["hits"] == 0, first
         index = [f for _, _, fs in os.walk(tmp_path / "cache") for f in fs if f.endswith(".nbi")]
-        assert any(f.startswith("validate.csr_is_canonical") for f in index), index
+        for name in ("validate.csr_is_canonical", "predict.predict_csr"):
+            assert any(f.startswith(name) for f in index), (name, index)
         second = run()
-        assert second["ok"] and second["hits"] == 1 and second["misses"] == 0, second
+        assert second["ok"] and second["hits"] == 2 and second["misses"] == 0, second
     finally:
         for d, _, _ in os.walk(site):
             os.chmod(d, stat.S_IRWXU)

@@ -29,7 +29,7 @@ from .._config import FASTMATH, kernel
 from ._atomic import fetch_add
 from ._prefetch import prefetch_row
 from ._row import l2_of
-from .forward import forward_batch
+from .forward import forward_batch_inline
 from .transpose import transpose_batch
 
 N_SPLIT = 64  # interleaved work units per update: spreads hot features
@@ -56,6 +56,16 @@ def _coefficients(P, adam, t, inv_s):
 @kernel(parallel=True)
 def update_and_transpose(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, next_T,
                          counters):
+    """update_and_transpose_inline as a kernel of its own (adam_update's)."""
+    update_and_transpose_inline(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, next_T,
+                                counters)
+
+
+# Inlined into update_and_transpose and into the Adam epoch, which so
+# compiles no separate update kernel of its own.
+@njit(inline="always", fastmath=FASTMATH, nogil=True)
+def update_and_transpose_inline(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, next_T,
+                                counters):
     """adam_update of this batch, and transpose_batch of the next one
     (next_rows; none when empty) into next_T, at the same time.
 
@@ -185,7 +195,7 @@ def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, ad
                        _adam_hyper(adam), l2, batch_sums, _feature_counts(tables[0].shape[0]))
 
 
-@kernel()
+@kernel(parallel=True)
 def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam, l2,
                 batch_sums, cnt):
     """One epoch of mini-batch lazy Adam over the rows of X = (indptr,
@@ -239,8 +249,8 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
         nb = stop - start
         rows = order[start:stop]
         nxt = order[stop:min(n, stop + batch_size)]
-        forward_batch(X, y, sw, rows, loss_code, intercept[0], P,
-                      (yhat[:nb], Q[:nb], G[:nb], L[:nb]))
+        forward_batch_inline(X, y, sw, rows, loss_code, intercept[0], P,
+                             (yhat[:nb], Q[:nb], G[:nb], L[:nb]))
         lsum = 0.0
         ssum = 0.0
         gsum = 0.0
@@ -262,10 +272,10 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
             continue
         t += 1
         inv_s = 1.0 / ssum
-        update_and_transpose((uniq[cur], starts[cur], ent_row[cur], ent_val[cur]), u,
-                             (G[:nb], sb[:nb], Q[:nb]), tables,
-                             _coefficients(P, adam, t, inv_s), l2, X, cnt, nxt, next_T,
-                             counters)
+        update_and_transpose_inline((uniq[cur], starts[cur], ent_row[cur], ent_val[cur]), u,
+                                    (G[:nb], sb[:nb], Q[:nb]), tables,
+                                    _coefficients(P, adam, t, inv_s), l2, X, cnt, nxt, next_T,
+                                    counters)
         u = counters[1]
         cur = nx
         # intercept: plain Adam on the scalar, in float64

@@ -17,6 +17,14 @@ def forward_batch(X, y, sw, rows, loss_code, w0, P, out):
     receives yhat[i] = ŷ, Q[i, :] = q (batch × k), G[i] = s_r·∂ℓ/∂ŷ and
     L[i] = s_r·ℓ, all in P's dtype except L (float64).
     """
+    forward_batch_inline(X, y, sw, rows, loss_code, w0, P, out)
+
+
+# The parallel loop itself, inlined into forward_batch and into the Adam
+# epoch (which so compiles no separate forward_batch of its own).
+@njit(inline="always", nogil=True)
+def forward_batch_inline(X, y, sw, rows, loss_code, w0, P, out):
+    """forward_batch's body, for parallel kernels to inline."""
     nb = rows.shape[0]
     n_chunks = min(nb, N_CHUNKS)
     for c in prange(n_chunks):
