@@ -233,13 +233,12 @@ def _load():
 def run_keys(task, peers):
     """(run key, library, solver, init std or None for the default) of every
     fit on a data set: mcmc for all libraries (their default inits), ALS for
-    fmnumba and fastFM on regression sets from the same init, and fmnumba's
-    ALS from its default init."""
+    fmnumba and fastFM on regression sets from the same init (fmnumba's ALS
+    default, fastFM's default)."""
     keys = [("fmnumba", "fmnumba", "mcmc", None)] + [(p, p, "mcmc", None) for p in peers]
     if task == "regression" and "fastfm" in peers:
         keys += [("fmnumba als", "fmnumba", "als", ALS_INIT_STD),
-                 ("fastfm als", "fastfm", "als", ALS_INIT_STD),
-                 ("fmnumba als default", "fmnumba", "als", None)]
+                 ("fastfm als", "fastfm", "als", ALS_INIT_STD)]
     return keys
 
 

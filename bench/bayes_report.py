@@ -6,10 +6,9 @@ import numpy as np
 
 LABELS = {"fmnumba": ("fmnumba", "mcmc"), "myfm": ("myFM", "gibbs"),
           "fastfm": ("fastFM", "mcmc"), "fmnumba als": ("fmnumba", "als"),
-          "fastfm als": ("fastFM", "als"),
-          "fmnumba als default": ("fmnumba", "als, default init")}
+          "fastfm als": ("fastFM", "als")}
 COLORS = {"fmnumba": "#d62728", "myfm": "#9467bd", "fastfm": "#1f77b4",
-          "fmnumba als": "#ff9896", "fastfm als": "#aec7e8", "fmnumba als default": "#f7b6d2"}
+          "fmnumba als": "#ff9896", "fastfm als": "#aec7e8"}
 
 
 def _ok(runs):
@@ -75,8 +74,7 @@ def _intro(res):
             f"λ = {res.get('als_l2', 1.0):g} for both (the best of 0.1, 0.3, 1, 3, 10, 30, "
             "100 for fmnumba's ALS on a 20% validation split of the synthetic ratings' "
             "training rows), both starting from factors of standard deviation "
-            f"{res.get('als_init_std', 0.1):g} (fastFM's default). The row \"als, default "
-            "init\" is fmnumba's ALS from its own default, init_std = 0.01.")
+            f"{res.get('als_init_std', 0.1):g} (the default of both).")
     lines += [
         "- Everything else is each library's default, e.g. the MCMC fits' initial factor "
         "standard deviation: 0.01 (fmnumba), 0.1 (myFM, fastFM); repeat r uses seed r "

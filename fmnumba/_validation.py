@@ -467,7 +467,8 @@ def check_params(est, valid_losses):
     if est.max_iter is not None:  # None: the solver's default
         _num("max_iter", est.max_iter, 1, False, integer=True)
     _num("batch_size", est.batch_size, 1, False, integer=True)
-    _num("init_std", est.init_std, 0, False)
+    if est.init_std is not None:  # None: the solver's default
+        _num("init_std", est.init_std, 0, False)
     _num("validation_fraction", est.validation_fraction, 0, True, hi=1)
     if est.validation_fraction >= 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {est.validation_fraction!r}.")

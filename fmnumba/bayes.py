@@ -33,6 +33,18 @@ def default_max_iter(solver):
     return DEFAULT_MAX_ITER.get(solver, GRADIENT_MAX_ITER)
 
 
+# From factors of std 0.01, ALS's exact coordinate steps start next to the
+# V = 0 saddle (each factor's step scales with the others) and 200 sweeps end
+# at a higher objective; 0.1 is libFM's and fastFM's start (bench/results/bayes.md).
+DEFAULT_INIT_STD = {"als": 0.1}
+GRADIENT_INIT_STD = 0.01
+
+
+def default_init_std(solver):
+    """Standard deviation of the initial factors when init_std is None."""
+    return DEFAULT_INIT_STD.get(solver, GRADIENT_INIT_STD)
+
+
 def _int(name, value, lo):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}.")
@@ -240,7 +252,7 @@ def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier, va
         est.history_ = {"train_loss": [], "val_loss": [], "val_score": [], "time_s": []}
         est._chain = None
         w0 = probit_w0(y, sw) if is_classifier else float(np.dot(sw, y) / np.sum(sw))
-        est._state = FMState.init(n_features, k, dtype, float(est.init_std), w0, rng)
+        est._state = FMState.init(n_features, k, dtype, est._init_std(), w0, rng)
     hist = est.history_
     try:
         from .training import numba_threads

@@ -46,6 +46,11 @@ class _BaseFM(FittedViews, BaseEstimator):
     def _init_w0(self, y, sw):
         raise NotImplementedError
 
+    def _init_std(self):
+        """init_std, or the solver's default when it is None."""
+        return (bayes.default_init_std(self.solver) if self.init_std is None
+                else float(self.init_std))
+
     def _config(self, n_features, dtype, early_stopping=False):
         """The TrainConfig of this fit, L2 strengths in the model's dtype."""
         def l2(name, value):
@@ -70,7 +75,7 @@ class _BaseFM(FittedViews, BaseEstimator):
             validation.check_params(self, self._valid_losses)
             self._check_monitor_params()
             dtype = validation.resolve_dtype(self.dtype)
-            check_init_std(float(self.init_std), dtype)
+            check_init_std(self._init_std(), dtype)
             if max_iter is None:
                 max_iter = (bayes.default_max_iter(self.solver) if self.max_iter is None
                             else int(self.max_iter))
@@ -121,7 +126,7 @@ class _BaseFM(FittedViews, BaseEstimator):
                 state, history = self._state, self.history_
             else:
                 state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
-                                     float(self.init_std), self._init_w0(y_enc, sw), rng)
+                                     self._init_std(), self._init_w0(y_enc, sw), rng)
                 history = {"train_loss": [], "val_loss": [], "val_score": [], "time_s": []}
             tx.started(state, history)
             self._record_target_range(y_enc if rows is None else y_enc[rows], resume)
@@ -401,7 +406,7 @@ class FMRegressor(RegressorMixin, _BaseFM):
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
                  learning_rate=0.01, lr_decay=1.0, max_iter=None, batch_size=256,
-                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=None, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
@@ -469,7 +474,7 @@ class FMClassifier(ClassifierMixin, _BaseFM):
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
                  learning_rate=0.03, lr_decay=0.5, max_iter=None, batch_size=512,
-                 l2_reg_w=0.001, l2_reg_v=0.01, init_std=0.01, tol=None,
+                 l2_reg_w=0.001, l2_reg_v=0.01, init_std=None, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,

@@ -145,3 +145,20 @@ def test_als_integer_weights_equal_repeated_rows():
     a = FMRegressor(**kw).fit(X, y, sample_weight=w)
     b = FMRegressor(**kw).fit(X[rep], y[rep])
     np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver, std", [("als", 0.1), ("adam", 0.01), ("mcmc", 0.01)])
+def test_init_std_none_is_the_solvers_default(solver, std):
+    """init_std=None starts from the solver's spread (ALS: libFM's 0.1);
+    the same fit as giving that spread explicitly, and not the other one."""
+    d = make_ratings(600, n_users=30, n_items=20, n_context=(), random_state=2)
+    kw = dict(solver=solver, max_iter=3, random_state=0, n_factors=3)
+    if solver == "mcmc":
+        kw["n_kept_samples"] = 1
+        kw["n_burnin"] = 1
+    auto = FMRegressor(**kw).fit(d.X, d.y)
+    same = FMRegressor(init_std=std, **kw).fit(d.X, d.y)
+    other = FMRegressor(init_std=0.1 if std == 0.01 else 0.01, **kw).fit(d.X, d.y)
+    assert auto.get_params()["init_std"] is None
+    np.testing.assert_array_equal(auto.factors_, same.factors_)
+    assert not np.array_equal(auto.factors_, other.factors_)

@@ -245,7 +245,8 @@ def _add_fit(sub, d):
                    help=f"L2 strength on factors (default {d['l2_reg_v']}); a comma list "
                         "gives one per group (implies --group-by-field)")
     p.add_argument("--init-std", type=float, default=None,
-                   help=f"standard deviation of the initial factors (default {d['init_std']})")
+                   help="standard deviation of the initial factors (default: 0.1 for als, "
+                        "0.01 otherwise)")
     p.add_argument("--group-by-field", action="store_true",
                    help="regularise per group: libffm fields, or the user and item blocks "
                         "of a ratings file (group 0 = users, 1 = items)")

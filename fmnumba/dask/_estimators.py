@@ -161,7 +161,7 @@ class _DaskFM(FittedViews, BaseEstimator):
             rng = np.random.default_rng(self._rng.randint(0, 2**31 - 1))
             if not resume:
                 w0 = self._init_w0(load)
-                self._state = FMState.init(nf, k, dtype, float(self.init_std), w0, rng)
+                self._state = FMState.init(nf, k, dtype, FMRegressor._init_std(self), w0, rng)
                 self.history_ = {"train_loss": [], "val_loss": [], "val_score": [],
                                  "time_s": []}
                 self.n_iter_ = 0
@@ -312,7 +312,7 @@ class DaskFMRegressor(RegressorMixin, _DaskFM):
 
     def __init__(self, n_factors=8, *, loss="squared", solver="adam",
                  learning_rate=0.01, lr_decay=1.0, max_iter=30, batch_size=256,
-                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=0.01, tol=None,
+                 l2_reg_w=0.03, l2_reg_v=0.03, init_std=None, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
@@ -347,7 +347,7 @@ class DaskFMClassifier(ClassifierMixin, _DaskFM):
 
     def __init__(self, n_factors=8, *, loss="logistic", solver="adam",
                  learning_rate=0.03, lr_decay=0.5, max_iter=30, batch_size=512,
-                 l2_reg_w=0.001, l2_reg_v=0.01, init_std=0.01, tol=None,
+                 l2_reg_w=0.001, l2_reg_v=0.01, init_std=None, tol=None,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  warm_start=False, random_state=None, n_jobs=None, device="cpu",
                  dtype=np.float32, verbose=0, on_divergence="raise", groups=None,
