@@ -132,7 +132,7 @@ def report(res, load):
         f"--epochs {res['epochs']}` (NUMBA_NUM_THREADS={res['threads']}; large-shaped set: "
         f"{res['n_rows']:,} rows x {res['n_features']:,} features, {res['nnz']:,} nnz, "
         "float32 CSR with int32 indices; FMRegressor, Adam, early stopping off; fastest of "
-        f"{res['repeats']} fits, JIT warmed on a slice first). Load average (1, 5, 15 min): "
+        f"{res['repeats']} fits, JIT warmed by a first fit). Load average (1, 5, 15 min): "
         f"{load[0]} at the start, {load[1]} at the end.", "",
         "*kernels*: the wall time of fmnumba.cpu's kernels (the Adam epochs, the probe's "
         "predict); *outside / epoch*: the fit's wall time minus that, per epoch, as a share of "
