@@ -15,65 +15,52 @@ snapshot, the divergence checks, history), the one-time setup before it
 
     python -m bench.fit_profile --synthetic 1000000 --k 8,64 --threads 2 --epochs 5
 """
-import argparse
+import os
 import sys
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from unittest import mock
 
 import numpy as np
 
 from bench.protocol import write_json
+from bench.report import md_table
+from bench.timing import tool_parser
 
-STEPS = ("check_X", "FMState.init", "ensure_adam", "snapshot", "divergence_reason")
+STEP_NAMES = {"check_X": "check_X", "FMState.init": "init", "ensure_adam": "Adam state",
+              "snapshot": "snapshot", "divergence_reason": "divergence checks"}
 
 
 @contextmanager
 def _timers():
     """Patch fmnumba's kernels and the steps around them with accumulating
-    timers; yields {name: seconds} and the set of kernel names."""
+    timers; yields {name: seconds} and the list of kernel names."""
     from fmnumba import _validation as validation
     from fmnumba import cpu, estimators, training
     acc = defaultdict(float)
-    saved = []
 
-    def wrap(owner, name, label):
-        real = getattr(owner, name)
-
-        def timed(*a, **kw):
+    def timed(real, label):
+        def run(*a, **kw):
             t = time.perf_counter()
             try:
                 return real(*a, **kw)
             finally:
                 acc[label] += time.perf_counter() - t
-        saved.append((owner, name, real))
-        setattr(owner, name, timed)
+        return run
 
     kernels = [n for n in cpu.__all__ if n != "session"]
-    for n in kernels:
-        wrap(cpu, n, n)
-    wrap(validation, "check_X", "check_X")
-    wrap(training, "divergence_reason", "divergence_reason")
-    wrap(training._RowCopy, "take", "snapshot")
-    wrap(training._RowCopy, "__init__", "snapshot")
-    init = training.FMState.__dict__["init"]
-    saved.append((training.FMState, "init", init))
-
-    @classmethod
-    def timed_init(cls, *a, **kw):
-        t = time.perf_counter()
-        try:
-            return init.__func__(cls, *a, **kw)
-        finally:
-            acc["FMState.init"] += time.perf_counter() - t
-    training.FMState.init = timed_init
-    wrap(training.FMState, "ensure_adam", "ensure_adam")
-    wrap(estimators._BaseFM, "_train", "epoch_loop")
-    try:
+    targets = [(cpu, n, n) for n in kernels] + [
+        (validation, "check_X", "check_X"), (training, "divergence_reason", "divergence_reason"),
+        (training._RowCopy, "take", "snapshot"), (training.FMState, "init", "FMState.init"),
+        (training.FMState, "ensure_adam", "ensure_adam"),
+        (estimators._BaseFM, "_train", "epoch_loop")]
+    with ExitStack() as stack:
+        for owner, name, label in targets:
+            # the bound attribute (a classmethod stays bound to its class)
+            stack.enter_context(mock.patch.object(owner, name,
+                                                  timed(getattr(owner, name), label)))
         yield acc, kernels
-    finally:
-        for owner, name, real in reversed(saved):
-            setattr(owner, name, real)
 
 
 def _kernel_time(acc, kernels):
@@ -105,7 +92,7 @@ def measure(X, y, ks=(8, 64), threads=2, epochs=5, repeats=3):
                 wall = time.perf_counter() - t
             kern = _kernel_time(acc, kernels)
             div_kernel = acc["predict_csr"]  # the probe, inside divergence_reason
-            steps = {n: acc[n] for n in STEPS}
+            steps = {n: acc[n] for n in STEP_NAMES}
             steps["divergence_reason"] -= div_kernel
             runs.append({"wall_s": wall, "kernel_s": kern, "steps_s": steps,
                          "outside_s": wall - kern, "setup_s": wall - acc["epoch_loop"],
@@ -139,34 +126,27 @@ def report(res, load):
         "one epoch's kernel time; *epoch loop*: the same for the epoch loop alone (shuffling, "
         "snapshot, divergence checks, history), the one-time setup before it left out; "
         "*setup*: the fit's time before the epoch loop. Steps in ms over the whole fit.",
-        "", "| k | fit s | kernels s | epoch (kernels) s | outside / epoch | epoch loop | "
-        "setup ms | check_X ms | init ms | Adam state ms | snapshot ms | divergence checks ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
-        s = r["steps_s"]
-        lines.append(
-            f"| {r['k']} | {r['wall_s']:.3f} | {r['kernel_s']:.3f} | {r['epoch_kernel_s']:.3f} | "
-            f"{100 * r['outside_share']:.1f}% | {100 * r['per_epoch_outside_share']:.1f}% | "
-            f"{1e3 * r['setup_s']:.1f} | "
-            f"{1e3 * s['check_X']:.1f} | {1e3 * s['FMState.init']:.1f} | "
-            f"{1e3 * s['ensure_adam']:.1f} | {1e3 * s['snapshot']:.1f} | "
-            f"{1e3 * s['divergence_reason']:.1f} |")
+        ""]
+    head = ["k", "fit s", "kernels s", "epoch (kernels) s", "outside / epoch", "epoch loop",
+            "setup ms"] + [f"{name} ms" for name in STEP_NAMES.values()]
+    rows = [[r["k"], f"{r['wall_s']:.3f}", f"{r['kernel_s']:.3f}", f"{r['epoch_kernel_s']:.3f}",
+             f"{100 * r['outside_share']:.1f}%", f"{100 * r['per_epoch_outside_share']:.1f}%",
+             f"{1e3 * r['setup_s']:.1f}"] + [f"{1e3 * r['steps_s'][n]:.1f}" for n in STEP_NAMES]
+            for r in res["rows"]]
+    lines.append(md_table(head, rows))
     return "\n".join(lines) + "\n"
 
 
 def _loadavg():
-    with open("/proc/loadavg") as f:
-        return ", ".join(f.read().split()[:3])
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = tool_parser(__doc__, data=False)  # --threads, --out (the markdown goes beside it)
     p.add_argument("--synthetic", type=int, default=1_000_000, help="rows of the large set")
     p.add_argument("--k", default="8,64")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default=None, help="write JSON here and markdown beside it")
     a = p.parse_args(argv)
     from fmnumba import datasets as D
     d = D.make_fm_data(a.synthetic, D.large_field_sizes(a.synthetic), random_state=0)

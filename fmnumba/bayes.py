@@ -40,9 +40,11 @@ DEFAULT_INIT_STD = {"als": 0.1}
 GRADIENT_INIT_STD = 0.01
 
 
-def default_init_std(solver):
-    """Standard deviation of the initial factors when init_std is None."""
-    return DEFAULT_INIT_STD.get(solver, GRADIENT_INIT_STD)
+def init_std_of(est):
+    """est.init_std as a float; None: its solver's default."""
+    if est.init_std is None:
+        return DEFAULT_INIT_STD.get(est.solver, GRADIENT_INIT_STD)
+    return float(est.init_std)
 
 
 def _int(name, value, lo):
@@ -252,7 +254,7 @@ def fit_estimator(est, X, y, sw, dtype, rng, resume, max_iter, is_classifier, va
         est.history_ = {"train_loss": [], "val_loss": [], "val_score": [], "time_s": []}
         est._chain = None
         w0 = probit_w0(y, sw) if is_classifier else float(np.dot(sw, y) / np.sum(sw))
-        est._state = FMState.init(n_features, k, dtype, est._init_std(), w0, rng)
+        est._state = FMState.init(n_features, k, dtype, init_std_of(est), w0, rng)
     hist = est.history_
     try:
         from .training import numba_threads

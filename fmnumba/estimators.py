@@ -46,11 +46,6 @@ class _BaseFM(FittedViews, BaseEstimator):
     def _init_w0(self, y, sw):
         raise NotImplementedError
 
-    def _init_std(self):
-        """init_std, or the solver's default when it is None."""
-        return (bayes.default_init_std(self.solver) if self.init_std is None
-                else float(self.init_std))
-
     def _config(self, n_features, dtype, early_stopping=False):
         """The TrainConfig of this fit, L2 strengths in the model's dtype."""
         def l2(name, value):
@@ -75,7 +70,7 @@ class _BaseFM(FittedViews, BaseEstimator):
             validation.check_params(self, self._valid_losses)
             self._check_monitor_params()
             dtype = validation.resolve_dtype(self.dtype)
-            check_init_std(self._init_std(), dtype)
+            check_init_std(bayes.init_std_of(self), dtype)
             if max_iter is None:
                 max_iter = (bayes.default_max_iter(self.solver) if self.max_iter is None
                             else int(self.max_iter))
@@ -126,7 +121,7 @@ class _BaseFM(FittedViews, BaseEstimator):
                 state, history = self._state, self.history_
             else:
                 state = FMState.init(Xc.shape[1], int(self.n_factors), dtype,
-                                     self._init_std(), self._init_w0(y_enc, sw), rng)
+                                     bayes.init_std_of(self), self._init_w0(y_enc, sw), rng)
                 history = {"train_loss": [], "val_loss": [], "val_score": [], "time_s": []}
             tx.started(state, history)
             self._record_target_range(y_enc if rows is None else y_enc[rows], resume)

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _validation as V
 from .._fitted import FittedViews
+from ..bayes import init_std_of
 from ..estimators import FMClassifier, FMRegressor, store_params
 from ..losses import LOSS_CODES
 from ._inputs import PartSpec, blocks_of, is_dask_frame, partition_classes, vector_blocks
@@ -161,7 +162,7 @@ class _DaskFM(FittedViews, BaseEstimator):
             rng = np.random.default_rng(self._rng.randint(0, 2**31 - 1))
             if not resume:
                 w0 = self._init_w0(load)
-                self._state = FMState.init(nf, k, dtype, FMRegressor._init_std(self), w0, rng)
+                self._state = FMState.init(nf, k, dtype, init_std_of(self), w0, rng)
                 self.history_ = {"train_loss": [], "val_loss": [], "val_score": [],
                                  "time_s": []}
                 self.n_iter_ = 0
