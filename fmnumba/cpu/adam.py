@@ -53,6 +53,19 @@ def _coefficients(P, adam, t, inv_s):
             c(lr) if decoupled else c(0))
 
 
+@njit(inline="always", nogil=True)
+def intercept_step(intercept, gsum, inv_s, adam, t):
+    """Plain Adam (float64) on intercept = [w0, m, s] at step t (≥ 1) from
+    the batch's Σ s·g (gsum) and 1 / Σ s (inv_s)."""
+    lr, beta1, beta2, eps, _ = adam
+    g0 = gsum * inv_s
+    bc1 = 1.0 - beta1 ** np.float64(t)
+    bc2 = 1.0 - beta2 ** np.float64(t)
+    intercept[1] = beta1 * intercept[1] + (1.0 - beta1) * g0
+    intercept[2] = beta2 * intercept[2] + (1.0 - beta2) * g0 * g0
+    intercept[0] -= lr / bc1 * intercept[1] / (np.sqrt(intercept[2] / bc2) + eps)
+
+
 @kernel(parallel=True)
 def update_and_transpose(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, next_T,
                          counters):
@@ -214,7 +227,6 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
     """
     indptr, indices, data = X
     P = tables[0]
-    lr, beta1, beta2, eps, decoupled = adam
     batch_loss, batch_weight = batch_sums
     n = order.shape[0]
     k = P.shape[1] - 1
@@ -278,12 +290,6 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
                                     counters)
         u = counters[1]
         cur = nx
-        # intercept: plain Adam on the scalar, in float64
-        g0 = gsum * inv_s
-        bc1 = 1.0 - beta1 ** np.float64(t)
-        bc2 = 1.0 - beta2 ** np.float64(t)
-        intercept[1] = beta1 * intercept[1] + (1.0 - beta1) * g0
-        intercept[2] = beta2 * intercept[2] + (1.0 - beta2) * g0 * g0
-        intercept[0] -= lr / bc1 * intercept[1] / (np.sqrt(intercept[2] / bc2) + eps)
+        intercept_step(intercept, gsum, inv_s, adam, t)
         done += 1
     return t, done

@@ -21,29 +21,12 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH, kernel
-from ..losses import loss_grad, loss_value
-from ._row import l2_of, row_forward
+from .adam import _adam_hyper, _coefficients, intercept_step
+from .forward import forward_batch
+from ._row import l2_of
 
 # pieces[a] = [gw, gx2, sreg, gq_0 .. gq_{k-1}] of feature uniq[a]
 N_HEAD = 3
-
-
-@njit(inline="always", fastmath=FASTMATH, nogil=True)
-def _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, Q, G, L):
-    r = rows[i]
-    rn = rows[i + 1] if i + 1 < rows.shape[0] else -1
-    yh = w0 + row_forward(indptr, indices, data, P, r, Q[i], rn)
-    G[i] = sw[r] * loss_grad(loss_code, yh, y[r])
-    L[i] = sw[r] * loss_value(loss_code, yh, y[r])
-
-
-@kernel(parallel=True)
-def _forward(indptr, indices, data, y, sw, rows, loss_code, w0, P, Q, G, L):
-    nb = rows.shape[0]
-    n_chunks = min(nb, 64)
-    for c in prange(n_chunks):
-        for i in range(c * nb // n_chunks, (c + 1) * nb // n_chunks):
-            _forward_one(i, indptr, indices, data, y, sw, rows, loss_code, w0, P, Q, G, L)
 
 
 @kernel()
@@ -91,20 +74,22 @@ def _accumulate(indptr, indices, data, sw, rows, Q, G, L, slot, uniq, pieces, su
 
 
 def batch_pieces(indptr, indices, data, y, sw, rows, loss_code, w0, P, slot, uniq, pieces,
-                 Q, G, L, sums):
+                 scratch, sums):
     """Gradient pieces of the batch rows `rows` (local row ids, batch order).
 
     Canonical CSR (indptr, indices, data), y and sw (n_rows,) in P's dtype;
     w0 the intercept (float64); slot (n_features,) int64 zero scratch, left
     zero; uniq (≥ nnz of the rows,) receives the touched features in
     first-appearance order and pieces (≥ that × (3 + k), P's dtype) their
-    pieces; Q (nb × k), G (nb,), L (nb, float64) scratch; sums (3,) float64
-    receives Σ s·ℓ, Σ s, Σ s·g. Returns the number of touched features.
+    pieces; scratch = (yhat, Q, G, L) as forward_batch's out (nb, nb × k,
+    nb in P's dtype, nb float64); sums (3,) float64 receives Σ s·ℓ, Σ s,
+    Σ s·g. Returns the number of touched features.
     """
     if rows.shape[0] == 0:
         sums[:] = 0.0
         return 0
-    _forward(indptr, indices, data, y, sw, rows, loss_code, w0, P, Q, G, L)
+    forward_batch((indptr, indices, data), y, sw, rows, loss_code, w0, P, scratch)
+    _, Q, G, L = scratch
     return _accumulate(indptr, indices, data, sw, rows, Q, G, L, slot, uniq, pieces, sums)
 
 
@@ -137,21 +122,9 @@ def _apply_row(a, uniq, pieces, P, M, S, b1, b2, c1, c2, step, rbc2, ep, isum, l
         P[j, col] = p - step * m / (np.sqrt(s) * rbc2 + ep) - d * p
 
 
-@njit(inline="always", fastmath=FASTMATH, nogil=True)
-def _consts(P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled):
-    t = P.dtype.type
-    one = t(1)
-    lg = t(0) if decoupled else one
-    wd = t(lr) if decoupled else t(0)
-    return (t(beta1), t(beta2), one - t(beta1), one - t(beta2), t(lr / bc1),
-            t(1.0 / np.sqrt(bc2)), t(eps), t(inv_s), lg, wd)
-
-
 @kernel(parallel=True)
-def _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, lr, beta1, beta2, eps, bc1, bc2,
-                lam_w, lam_v, decoupled):
-    b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd = _consts(
-        P, lr, beta1, beta2, eps, bc1, bc2, inv_s, decoupled)
+def _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, adam, t, lam_w, lam_v):
+    b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd = _coefficients(P, adam, t, inv_s)
     n_split = 64
     for c in prange(n_split):
         for a in range(c, n_uniq, n_split):
@@ -160,18 +133,8 @@ def _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, lr, beta1, beta2, eps, bc1
 
 
 @kernel()
-def _step_consts(t, beta1, beta2, ssum):
-    bc1 = 1.0 - beta1 ** np.float64(t)
-    bc2 = 1.0 - beta2 ** np.float64(t)
-    return bc1, bc2, 1.0 / ssum
-
-
-@kernel()
-def _intercept(bstate, gsum, inv_s, lr, beta1, beta2, eps, bc1, bc2):
-    g0 = gsum * inv_s
-    bstate[1] = beta1 * bstate[1] + (1.0 - beta1) * g0
-    bstate[2] = beta2 * bstate[2] + (1.0 - beta2) * g0 * g0
-    bstate[0] -= lr / bc1 * bstate[1] / (np.sqrt(bstate[2] / bc2) + eps)
+def _apply_intercept(bstate, gsum, inv_s, adam, t):
+    intercept_step(bstate, gsum, inv_s, adam, t)
 
 
 def adam_apply(uniq, n_uniq, pieces, ssum, gsum, t, P, M, S, bstate, lr, beta1, beta2, eps,
@@ -181,11 +144,11 @@ def adam_apply(uniq, n_uniq, pieces, ssum, gsum, t, P, M, S, bstate, lr, beta1, 
     bstate = [w0, m, s] are updated in place. ssum = Σ s and gsum = Σ s·g
     over the whole batch (float64, ssum > 0); lam_w, lam_v as in
     fmnumba.cpu.adam (per feature or (1,), P's dtype)."""
-    bc1, bc2, inv_s = _step_consts(np.int64(t), beta1, beta2, ssum)
+    adam = _adam_hyper((lr, beta1, beta2, eps, decoupled))
+    inv_s = 1.0 / ssum
     if n_uniq:
-        _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, lr, beta1, beta2, eps, bc1, bc2,
-                    lam_w, lam_v, decoupled)
-    _intercept(bstate, gsum, inv_s, lr, beta1, beta2, eps, bc1, bc2)
+        _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, adam, np.int64(t), lam_w, lam_v)
+    _apply_intercept(bstate, gsum, inv_s, adam, np.int64(t))
 
 
 @kernel()

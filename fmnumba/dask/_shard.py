@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from ..cpu.batch_grad import N_HEAD, batch_pieces, touch_counts
+from ..cpu.forward import forward_batch
 
 
 def _worker():
@@ -59,6 +60,12 @@ def _concat(parts):
     sw = np.concatenate([p["sw"] for p in parts])
     return indptr, indices, data, y, sw
 
+
+
+def _forward_scratch(nb, k, dtype):
+    """forward_batch's out arrays (yhat, Q, G, L) for nb rows."""
+    return (np.empty(nb, dtype=dtype), np.empty((nb, k), dtype=dtype), np.empty(nb, dtype=dtype),
+            np.empty(nb))
 
 class _Data:
     """Canonical rows of one role (training or evaluation) on this shard."""
@@ -178,9 +185,7 @@ class Shard:
         nnz_max = nb_max * max(1, int(np.diff(self.train.indptr).max(initial=0)))
         self.uniq = np.empty(nnz_max, dtype=self.train.indices.dtype)
         self.pieces = np.empty((nnz_max, N_HEAD + self.k), dtype=self.P.dtype)
-        self.Q = np.empty((nb_max, self.k), dtype=self.P.dtype)
-        self.G = np.empty(nb_max, dtype=self.P.dtype)
-        self.L = np.empty(nb_max)
+        self.scratch = _forward_scratch(nb_max, self.k, self.P.dtype)
         self.sums = np.zeros(3)
         return g.bit_generator.state
 
@@ -196,8 +201,8 @@ class Shard:
         sel = self.rows[self.batch_at[b]:self.batch_at[b + 1]]
         nb = sel.shape[0]
         u = batch_pieces(d.indptr, d.indices, d.data, d.y, d.sw, sel, loss_code, float(w0),
-                         self.P, self.slot, self.uniq, self.pieces, self.Q[:nb], self.G[:nb],
-                         self.L[:nb], self.sums)
+                         self.P, self.slot, self.uniq, self.pieces,
+                         tuple(a[:nb] for a in self.scratch), self.sums)
         return (self.uniq[:u].copy(), self.pieces[:u].copy(), self.sums.copy(),
                 time.perf_counter() - t0)
 
@@ -209,17 +214,14 @@ class Shard:
         return self._loss(self.evals, w0, loss_code, chunk)
 
     def _loss(self, d, w0, loss_code, chunk=65536):
-        from ..cpu.batch_grad import _forward
         tot = 0.0
+        out = _forward_scratch(min(d.n, chunk), self.k, self.P.dtype)
         for a in range(0, d.n, chunk):
             sel = np.arange(a, min(d.n, a + chunk), dtype=np.int64)
-            nb = sel.shape[0]
-            Q = np.empty((nb, self.k), dtype=self.P.dtype)
-            G = np.empty(nb, dtype=self.P.dtype)
-            L = np.empty(nb)
-            _forward(d.indptr, d.indices, d.data, d.y, d.sw, sel, loss_code, float(w0), self.P,
-                     Q, G, L)
-            tot += float(L.sum())
+            part = tuple(o[:sel.shape[0]] for o in out)
+            forward_batch((d.indptr, d.indices, d.data), d.y, d.sw, sel, loss_code, float(w0),
+                          self.P, part)
+            tot += float(part[3].sum())
         return tot, float(d.sw64.sum())
 
     # --- local mode ----------------------------------------------------

@@ -28,6 +28,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
+from ..cpu.adam import _adam_hyper
 from ._device import (TPB, blocks, csr_to_device, data_to_device, lanes_for,
                       param_to_device, param_to_host)
 from ._row import group_sum, idle, l2_of
@@ -181,7 +182,7 @@ def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, ad
     n_batches = -(-n // batch_size) if n else 0
     if n_batches == 0:
         return t0, 0
-    adam = (float(adam[0]), float(adam[1]), float(adam[2]), float(adam[3]), bool(adam[4]))
+    adam = _adam_hyper(adam)
     order = np.ascontiguousarray(order, dtype=np.int64)
     eoff = batch_offsets(X[0], order)
     bounds = np.minimum(np.arange(n_batches + 1, dtype=np.int64) * batch_size, n)
