@@ -84,7 +84,7 @@ class Progress:
         line = tqdm.format_meter(self.n, self.total, now - self.t0, prefix=self.desc,
                                  unit="rows", unit_scale=True, bar_format=_LINE_FORMAT,
                                  postfix=self.postfix)
-        self.file.write(line.replace("fmnumba fit: fmnumba fit", "fmnumba fit") + "\n")
+        self.file.write(line + "\n")
         self.file.flush()
 
     def close(self):

@@ -343,10 +343,9 @@ class EncodedAttributes:
     def __init__(self, table, prefix):
         self.table = table
         self.prefix = prefix
-        names, groups, offsets = [], [], []
+        names, groups = [], []
         layout = []  # per attribute: ("numeric", col, scale) or (kind, {value: col})
         for a, (name, kind, col) in enumerate(zip(table.names, table.kinds, table.values)):
-            offsets.append(len(names))
             if kind == "numeric":
                 present = [abs(v) for v in col if v is not None]
                 scale = max(present) if present and max(present) > 0 else 1.0

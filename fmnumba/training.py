@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,7 +178,9 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr):
         n_batches = -(-order.shape[0] // cfg.batch_size)
         bl = np.zeros(n_batches)
         bw = np.zeros(n_batches)
-        with numba_threads(1 if _adam_serial_is_faster(X, state, cfg) else None):
+        # the fit's thread count stands unless one thread is faster for this batch size
+        serial = _adam_serial_is_faster(X, state, cfg)
+        with numba_threads(1) if serial else nullcontext():
             t, done = kern.adam_epoch(
                 (X.indptr, X.indices, X.data), y, sw, order, cfg.batch_size, cfg.loss_code,
                 (state.P, state.M, state.S), state.bias_state, state.t,

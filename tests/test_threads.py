@@ -167,3 +167,25 @@ def test_threadpool_limits_bound_a_default_fit(ratings, monkeypatch):
     assert numba.get_num_threads() == before
     FMRegressor(**kw).fit(ratings.X, ratings.y)
     assert seen.pop() == free
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+def test_explicit_n_jobs_reaches_the_adam_epoch(ratings, monkeypatch):
+    """An environment thread limit bounds only n_jobs=None: the Adam epochs
+    of a fit with n_jobs=2 run on two threads (when its batches are heavy
+    enough that fmnumba does not choose one thread itself)."""
+    import fmnumba.cpu as cpu
+    from fmnumba import training
+    seen = []
+    real = cpu.adam_epoch
+
+    def spy(*a):
+        seen.append(numba.get_num_threads())
+        return real(*a)
+    monkeypatch.setattr(cpu, "adam_epoch", spy)
+    monkeypatch.setattr(training, "_adam_serial_is_faster", lambda X, state, cfg: False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    FMRegressor(max_iter=1, n_jobs=2, random_state=0).fit(ratings.X, ratings.y)
+    assert seen == [2]
+    FMRegressor(max_iter=1, random_state=0).fit(ratings.X, ratings.y)
+    assert seen[-1] == 1

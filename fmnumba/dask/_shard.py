@@ -271,7 +271,3 @@ class Shard:
         return (touched, counts[touched], self.P[touched], self.M[touched], self.S[touched],
                 bst, int(done), float(bl[:done].sum()), float(bw[:done].sum()), ok,
                 time.perf_counter() - t0)
-
-    def info(self):
-        """Where this shard lives and what it holds."""
-        return {"address": self.address, "index": self.train.index, "rank": self.rank}

@@ -324,7 +324,7 @@ class Coordinator:
         if self.on_step is not None:
             self.on_step(self, b)
 
-    def flush(self, state):
+    def flush(self):
         """Bring every replica up to the master (after an epoch of sync)."""
         calls = [sh.set_rows(*p) for sh, p in zip(self.shards, self.pending) if p is not None]
         for c in calls:
@@ -333,7 +333,7 @@ class Coordinator:
 
     def eval_loss(self, state, cfg):
         """Σ s·ℓ / Σ s over the evaluation partitions (float64)."""
-        self.flush(state)
+        self.flush()
         calls = [sh.eval_loss(None, None, float(state.bias_state[0]), cfg.loss_code)
                  for sh in self.shards]
         res = [c.result() for c in calls]
@@ -345,7 +345,7 @@ class Coordinator:
     def _average(self, res, state):
         """Write into the master P, M, S the touch-weighted average of the
         rows the shards returned. Returns (the touched rows u, for each the
-        one shard that touched it or -1 when several did, per-entry flags)."""
+        one shard that touched it or -1 when several did)."""
         rows = [x[0] for x in res]
         allr = np.concatenate(rows)
         owner = np.concatenate([np.full(r.shape[0], i) for i, r in enumerate(rows)])
@@ -377,7 +377,7 @@ class Coordinator:
         if multi.any():
             for a, tab in zip(acc, (state.P, state.M, state.S)):
                 tab[u[multi]] = (a / wsum[:, None]).astype(self.dtype)
-        return u, only, single
+        return u, only
 
     def _local_epoch(self, state, cfg, lr, seed, progress):
         bs = cfg.batch_size
@@ -402,7 +402,7 @@ class Coordinator:
             done = np.array([x[6] for x in res], dtype=np.float64)
             if done.sum() == 0:
                 break
-            u, only, _ = self._average(res, state)
+            u, only = self._average(res, state)
             # the intercept and its moments: weighted by the mini-batches each ran
             state.bias_state[:] = sum(d * x[5] for d, x in zip(done, res)) / done.sum()
             state.t += int(done.max())
