@@ -18,6 +18,25 @@ settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
+def _freeze_hypothesis_constants():
+    """Keep Hypothesis from mixing into its draws the constants it harvests
+    from the project's modules then in sys.modules (its "local constants").
+    That pool grows as tests import modules, so under derandomize=True a
+    test's examples still changed with which tests had run before it. The
+    pool is left empty, as it is anyway when fmnumba is installed into
+    site-packages; nothing to do on Hypothesis versions without it."""
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:
+        return
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+
+
+_freeze_hypothesis_constants()
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
