@@ -7,7 +7,8 @@ bench/layout_kernels.py (one description, per-layout row accessors):
   unless (1 + k)·itemsize divides 64);
 * ``split``: w in its own vector beside a k-wide V (two random reads per entry);
 * ``padded``: [w | V | 0…] rows padded to a multiple of 64 bytes, 64-byte
-  aligned (one whole cache line per 16 float32).
+  aligned (one whole cache line per 16 float32); the same compiled code as
+  ``wv`` (k is explicit), on a wider table.
 
 On the large-shaped synthetic set (1M features, Zipf field values, 21 nnz
 per row), float32, int32 indices, for each k at 1 thread and at --threads:
@@ -110,12 +111,13 @@ def measure_gather(indptr, indices, n_features, ks=(4, 8, 16, 32, 64), threads=2
     return res
 
 
-def _compile(kernels, warm):
-    """Seconds of each layout's first (compiling) calls, running `warm`."""
+def _compile(layouts, warm):
+    """Seconds of each layout's first calls (compiling, or loading Numba's
+    cache; padded reuses wv's code), running warm(layout)."""
     out = {}
-    for layout, fns in kernels.items():
+    for layout in layouts:
         t0 = time.perf_counter()
-        warm(layout, *fns)
+        warm(layout)
         out[layout] = time.perf_counter() - t0
     return out
 
@@ -146,7 +148,6 @@ def measure_kernels(indptr, indices, data, y, n_features, ks=(4, 8, 16, 32, 64),
     w0 = dt(float(np.mean(y)))
     lam = np.array([LAM], dtype=dt)
     n_b = -(-order.size // batch_size)
-    kernels = {layout: LK.make_kernels(layout) for layout in LK.LAYOUTS}
     res = {"n_rows": n_rows, "n_features": int(n_features), "dtype": "float32",
            "predict_rows": n_pred, "predict_nnz": int(indptr[n_pred]),
            "epoch_rows": int(order.size), "epoch_nnz": int(lens[order].sum()),
@@ -182,21 +183,20 @@ def measure_kernels(indptr, indices, data, y, n_features, ks=(4, 8, 16, 32, 64),
             return lambda: cpu.sgd_epoch(X, y, sw, order, nt, code, P, icp, 1e-3, (lam, lam), L)
 
         def bench(kernel, layout, nt, rows=order, xp=Xp):
-            predict, adam, sgd = kernels[layout]
             t = tabs[layout]
             if kernel == "predict":
-                return lambda: predict(xp, w0, t[0], t[1], k, out)
+                return lambda: LK.predict(xp, w0, t[0], t[1], k, out)
             if kernel == "adam":
-                return lambda: adam(X, y, rows, batch_size, code, t, k, icp, 0, ADAM,
-                                    (dt(LAM), dt(LAM)), bl, cnt)
-            return lambda: sgd(X, y, rows, nt, code, t[0], t[1], k, icp, 1e-3,
-                               (dt(LAM), dt(LAM)), L)
+                return lambda: LK.adam_epoch(X, y, rows, batch_size, code, t, k, icp, 0, ADAM,
+                                             (dt(LAM), dt(LAM)), bl, cnt)
+            return lambda: LK.sgd_epoch(X, y, rows, nt, code, t[0], t[1], k, icp, 1e-3,
+                                        (dt(LAM), dt(LAM)), L)
 
         if res["compile_s"] is None:  # first k: the compiling calls, on a few rows
-            def warm(layout, *_):
+            def warm(layout):
                 for kern in KERNELS:
                     bench(kern, layout, 1, order[:512], (indptr[:2], indices, data))()
-            res["compile_s"] = _compile(kernels, warm)
+            res["compile_s"] = _compile(LK.LAYOUTS, warm)
             log("compile s: " + ", ".join(f"{a} {b:.1f}" for a, b in res["compile_s"].items()))
         for nt in res["threads"]:
             numba.set_num_threads(nt)
@@ -302,13 +302,20 @@ def decide(runs, memory):
                 if d["faster"]:
                     s += " is faster for " + ", ".join(d["faster"])
                 if d["slower"]:
-                    s += (" and" if d["faster"] else " is") + " slower for " + ", ".join(d["slower"])
+                    s += " and" if d["faster"] else " is"
+                    s += " slower for " + ", ".join(d["slower"])
             else:
                 s = (f"{name} is within the noise everywhere (geometric mean "
                      f"{d['geomean']:.2f}x, {d['memory_ratio']:.2f}x the memory)")
             parts.append(s)
         choice = {"wv": "[w | V] stays", "split": "w beside V", "padded": "padded rows"}
         sentences.append(f"k={k}: {choice[info['choice']]}; " + "; ".join(parts) + ".")
+    for layout, name in (("split", "w beside V"), ("padded", "padded")):
+        key, (r, b, v) = min(((key, x) for key, x in V.items() if key[3] == layout),
+                             key=lambda kx: kx[1][0])
+        k, th, kern, _ = key
+        sentences.append(f"{name}'s best cell: {KERNEL_NAMES[kern]} at k={k}, {th} "
+                         f"thread{'s' * (th > 1)}, {r:.2f}x (noise band ±{b:.0%}: {v}).")
     chosen = {d["k"]: d["choice"] for d in per_k}
     if all(c == "wv" for c in chosen.values()):
         head = ("Decision: keep [w | V] at every k. Neither alternative is faster beyond the "
@@ -391,7 +398,8 @@ def report_md(res, png_name=None):
           f"{np.median(spread):.1%}, largest {max(spread):.1%}.", ""]
     comp = r0.get("compile_s") or {}
     if comp:
-        L += ["Compile (first calls of the three kernels per layout, float32, run 1): " +
+        L += ["First calls of the three kernels per layout (compile, or load from Numba's cache; "
+              "padded runs wv's compiled code), float32, run 1: " +
               ", ".join(f"{a} {b:.1f} s" for a, b in comp.items()) + ".", ""]
     if png_name:
         L += [f"![ratios to [w | V]]({png_name})", ""]

@@ -32,11 +32,9 @@ def problem():
     return (indptr, indices, data), y, P, order
 
 
-def _moment_tables(P, layout, rng):
-    """A nonzero Adam state (M, S >= 0) in `layout`, and the same in [w | V]."""
-    M = rng.normal(0, 0.01, P.shape)
-    S = rng.random(P.shape) * 1e-4
-    return LK.to_layout(M, layout), LK.to_layout(S, layout), M, S
+def _moments(shape, rng):
+    """A nonzero Adam state (M, S >= 0) in [w | V] form."""
+    return rng.normal(0, 0.01, shape), rng.random(shape) * 1e-4
 
 
 def _check_padding(V, layout):
@@ -51,10 +49,9 @@ def test_predict_matches_fmnumba(problem):
     ref = np.empty(N_ROWS)
     cpu.predict_csr(X, 0.25, P, ref)
     for layout in LK.LAYOUTS:
-        predict = LK.make_kernels(layout)[0]
         W, V = LK.to_layout(P.copy(), layout)
         out = np.full(N_ROWS, np.nan)
-        predict(X, 0.25, W, V, K, out)
+        LK.predict(X, 0.25, W, V, K, out)
         np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12, err_msg=layout)
         assert np.all(out[:3] == 0.25)  # empty rows: the intercept alone
 
@@ -63,7 +60,7 @@ def test_adam_epoch_matches_fmnumba_in_every_layout(problem):
     X, y, P, order = problem
     rng = np.random.default_rng(1)
     code = LOSS_CODES["squared"]
-    _, _, M0, S0 = _moment_tables(P, "wv", rng)
+    M0, S0 = _moments(P.shape, rng)
     Pr, Mr, Sr = P.copy(), M0.copy(), S0.copy()
     icp_ref = np.array([0.1, 0.0, 0.0])
     n_b = -(-N_ROWS // 32)
@@ -74,14 +71,13 @@ def test_adam_epoch_matches_fmnumba_in_every_layout(problem):
     assert done_ref == n_b and not np.allclose(Pr, P)
     results = {}
     for layout in LK.LAYOUTS:
-        adam_epoch = LK.make_kernels(layout)[1]
         PW, PV = LK.to_layout(P.copy(), layout)
         MW, MV = LK.to_layout(M0.copy(), layout)
         SW, SV = LK.to_layout(S0.copy(), layout)
         icp = np.array([0.1, 0.0, 0.0])
         loss = np.zeros(n_b)
         cnt = np.zeros(N_FEATURES, dtype=np.int64)
-        t, done = adam_epoch(X, y, order, 32, code, (PW, PV, MW, MV, SW, SV), K, icp, 3, ADAM,
+        t, done = LK.adam_epoch(X, y, order, 32, code, (PW, PV, MW, MV, SW, SV), K, icp, 3, ADAM,
                              (LAM_W, LAM_V), loss, cnt)
         assert (t, done) == (t_ref, done_ref) and not cnt.any()
         for V in (PV, MV, SV):
@@ -109,11 +105,10 @@ def test_serial_sgd_epoch_matches_fmnumba_in_every_layout(problem):
     assert not np.allclose(Pr, P)
     results = {}
     for layout in LK.LAYOUTS:
-        sgd_epoch = LK.make_kernels(layout)[2]
         W, V = LK.to_layout(P.copy(), layout)
         icp = np.array([0.1, 0.0, 0.0])
         L = np.empty(N_ROWS)
-        sgd_epoch(X, y, order, 1, code, W, V, K, icp, LR, (LAM_W, LAM_V), L)
+        LK.sgd_epoch(X, y, order, 1, code, W, V, K, icp, LR, (LAM_W, LAM_V), L)
         _check_padding(V, layout)
         got = LK.from_layout(W, V, layout, K)
         np.testing.assert_allclose(got, Pr, rtol=1e-9, atol=1e-12, err_msg=layout)
