@@ -113,14 +113,16 @@ class EpochRecord:
     val_score: float = None  # the scorer's value on the validation set (with scoring)
 
 
-def abs_max(A, rows=1 << 16):
+def abs_max(A, block_bytes=1 << 20):
     """max |A| over a 2-D array; NaN if any entry is NaN, 0.0 for an empty
-    array; in row blocks (bounded temporaries)."""
+    array. Row blocks of about block_bytes, each reduced by its max and min
+    (no |A| temporary; the second pass reads the block from cache)."""
+    rows = max(1, block_bytes // max(1, A.shape[1] * A.itemsize))
     m = 0.0
     for a in range(0, A.shape[0], rows):
         blk = A[a:a + rows]
         if blk.size:
-            v = float(np.max(np.abs(blk)))
+            v = max(float(blk.max()), -float(blk.min()))
             if v != v:
                 return v
             m = max(m, v)

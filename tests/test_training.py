@@ -4,6 +4,9 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from fmnumba import DivergenceError, FMClassifier, FMRegressor
 from fmnumba.datasets import make_clicks, make_ratings
@@ -303,3 +306,21 @@ def test_sparse_formats_and_dense_train_alike():
     fits = [_fit64(Z, y, max_iter=2).predict(dense) for Z in (X, dense, X.tocsc(), dup)]
     for f in fits[1:]:
         np.testing.assert_allclose(f, fits[0], rtol=1e-10, atol=1e-12)
+
+
+@given(a=hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                    st.tuples(st.integers(0, 40), st.integers(1, 5)),
+                    elements=st.floats(allow_nan=True, allow_infinity=True, width=32)),
+       block=st.integers(1, 64))
+@settings(max_examples=200, deadline=None)
+def test_abs_max_is_the_largest_magnitude_and_keeps_nan(a, block):
+    """training.abs_max in blocks of any size equals max |a| (NaN if any NaN,
+    inf if any inf, 0 for an empty array)."""
+    from fmnumba.training import abs_max
+    got = abs_max(a, block_bytes=block)
+    if a.size == 0:
+        assert got == 0.0
+    elif np.isnan(a).any():
+        assert np.isnan(got)
+    else:
+        assert got == float(np.max(np.abs(a)))
