@@ -100,3 +100,24 @@ print("ok")
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npz")], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+def test_fit_profile_accounts_for_the_fit(tmp_path):
+    """bench.fit_profile on a small set: kernel, step and setup times are
+    parts of the fit's wall time, and its report states the per-epoch share."""
+    import numpy as np
+
+    from bench import fit_profile
+    from fmnumba.datasets import large_field_sizes, make_fm_data
+    d = make_fm_data(3000, large_field_sizes(2000), random_state=0)
+    res = fit_profile.measure(d.X, d.y, ks=(2,), threads=1, epochs=2, repeats=1)
+    (row,) = res["rows"]
+    assert 0 < row["kernel_s"] < row["wall_s"]
+    assert 0 < row["setup_s"] < row["wall_s"] - row["kernel_s"]
+    assert all(v >= 0 for v in row["steps_s"].values())
+    assert row["steps_s"]["guard setup"] > 0 and row["steps_s"]["snapshot"] > 0
+    assert np.isclose(row["per_epoch_outside_share"],
+                      (row["wall_s"] - row["kernel_s"] - row["setup_s"]) / 2
+                      / row["epoch_kernel_s"])
+    md = fit_profile.report(res, ("0", "0"))
+    assert "Per epoch, outside the kernels" in md and "k=2" in md
