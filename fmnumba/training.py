@@ -63,10 +63,16 @@ class FMState:
     @classmethod
     def init(cls, n_features, k, dtype, init_std, w0, rng):
         P = np.zeros((n_features, 1 + k), dtype=dtype)
-        step = max(1, (1 << 20) // max(k, 1))  # same draws as one call, bounded float64 temporary
+        # rng.normal(0, init_std, (n_features, k)) in blocks: the same draws
+        # as one call, through one reused float64 buffer
+        step = max(1, (1 << 20) // max(k, 1))
+        buf = np.empty((min(step, n_features), k))
         for a in range(0, n_features, step):
             b = min(n_features, a + step)
-            P[a:b, 1:] = rng.normal(0.0, init_std, size=(b - a, k))
+            v = buf[:b - a]
+            rng.standard_normal(out=v)
+            v *= init_std
+            P[a:b, 1:] = v
         big = abs_max(P)
         if not big <= param_limit(dtype):
             raise ValueError(f"init_std={init_std!r}: the initial factors reach {big:.3g}, "

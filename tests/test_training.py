@@ -324,3 +324,14 @@ def test_abs_max_is_the_largest_magnitude_and_keeps_nan(a, block):
         assert np.isnan(got)
     else:
         assert got == float(np.max(np.abs(a)))
+
+
+@pytest.mark.parametrize("n, k", [(0, 3), (5, 1), (70_000, 64), (3_000_001, 1)])
+def test_initial_factors_are_one_normal_draw_in_blocks(n, k):
+    """FMState.init draws V as one rng.normal(0, init_std, (n, k)) call would
+    (blocks through a buffer change nothing), with w = 0."""
+    from fmnumba.training import FMState
+    st_ = FMState.init(n, k, np.float32, 0.02, 1.5, np.random.default_rng(3))
+    want = np.random.default_rng(3).normal(0.0, 0.02, size=(n, k)).astype(np.float32)
+    assert np.array_equal(st_.P[:, 1:], want) and not st_.P[:, 0].any()
+    assert st_.bias_state.tolist() == [1.5, 0.0, 0.0]
