@@ -186,14 +186,23 @@ class _BaseFM(FittedViews, BaseEstimator):
         return y_enc
 
     def _validation_scorer(self, val):
-        """A callable () -> float: `scoring` on the validation rows for the
-        current parameters, or None without scoring or validation set."""
+        """A callable (ŷ) -> float: `scoring` on the validation rows for the
+        current parameters, given their raw predictions there (which the
+        scorer's calls reuse instead of predicting again), or None without
+        scoring or validation set."""
         if self.scoring is None or val is None:
             return None
         scorer = _scorer(self, self.scoring)
         Xv, yv, swv = val[0], self._decode_y(val[1]), val[2]
         kw = {} if np.all(swv == swv[0]) else {"sample_weight": swv}
-        return lambda: scorer(self, Xv, yv, **kw)
+
+        def score(raw):
+            self._known_decision = (Xv, raw)
+            try:
+                return scorer(self, Xv, yv, **kw)
+            finally:
+                del self._known_decision
+        return score
 
     def _record_target_range(self, y_enc, resume):
         """Regression keeps the range of its training targets (see
@@ -231,12 +240,16 @@ class _BaseFM(FittedViews, BaseEstimator):
     def _decision(self, X):
         """Raw model output ŷ, shape (n_samples,), float64."""
         check_is_fitted(self, "_state")
-        Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
-        if getattr(self, "_chain", None) is not None:
-            return self._posterior(Xc)[0]
-        kern = get_kernels("cpu")
-        with numba_threads(self.n_jobs):
-            out = predict_raw(kern, Xc, self._state)
+        known = self.__dict__.get("_known_decision")  # set while scoring a validation set
+        if known is not None and known[0] is X:
+            out = known[1]
+        else:
+            Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
+            if getattr(self, "_chain", None) is not None:
+                return self._posterior(Xc)[0]
+            kern = get_kernels("cpu")
+            with numba_threads(self.n_jobs):
+                out = predict_raw(kern, Xc, self._state)
         if not np.all(np.isfinite(out)):
             bad = int(np.argmin(np.isfinite(out)))
             raise ValueError(

@@ -397,8 +397,8 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     loss's encoding) and kernel weights sw (see kernel_weights), both in P's
     dtype; val = (Xv, yv, swv) or None. epochs_done: epochs the model ran
     before this call (they set the step-size schedule). scorer: None, or a
-    callable () -> float scoring the current parameters on the validation
-    set (higher is better), recorded per epoch and, with early stopping,
+    callable (ŷ) -> float scoring the current parameters on the validation
+    set (higher is better), given their raw predictions there (predict_raw), recorded per epoch and, with early stopping,
     monitored instead of the loss; score_name labels it in the progress.
     rows: the rows of X to train on (sorted int64 ids; None: all), so that
     a validation split needs no copy of the training rows; epochs visit
@@ -475,11 +475,11 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
                 epochs += 1
                 train_loss = float(lsum / wsum) if wsum > 0 else float("nan")
                 seconds = time.perf_counter() - t_start  # the validation pass not included
-                val_loss = None
+                val_loss = val_out = None
                 if val is not None:
-                    val_loss = _weighted_loss(cfg.loss_code, predict_raw(kern, val[0], state),
-                                              val[1], val[2])
-                val_score = None if scorer is None else float(scorer())
+                    val_out = predict_raw(kern, val[0], state)
+                    val_loss = _weighted_loss(cfg.loss_code, val_out, val[1], val[2])
+                val_score = None if scorer is None else float(scorer(val_out))
                 rec = EpochRecord(train_loss, val_loss, seconds, val_score)
                 yield rec
                 if bar is not None:

@@ -132,3 +132,25 @@ def test_partial_fit_widens_the_range(ratings):
     m = FMRegressor(random_state=0).partial_fit(Xtr, ytr)
     m.partial_fit(Xtr[:10], np.full(10, 100.0))
     assert m.target_range_ == (float(ytr.min()), 100.0)
+
+
+def test_scoring_predicts_the_validation_set_once_per_epoch(clicks, monkeypatch):
+    """With scoring and an eval_set, each epoch's validation loss and score
+    come from one prediction of the validation rows; the user's model is
+    left without the scorer's cached predictions."""
+    from fmnumba import cpu
+    Xtr, ytr, Xv, yv = clicks
+    sizes = []
+    real = cpu.predict_csr
+
+    def spy(X, w0, P, out):
+        sizes.append(out.shape[0])
+        return real(X, w0, P, out)
+
+    monkeypatch.setattr(cpu, "predict_csr", spy)
+    m = FMClassifier(max_iter=3, scoring="roc_auc", early_stopping=False, batch_size=256,
+                     random_state=0).fit(Xtr, ytr, eval_set=(Xv, yv))
+    assert sizes.count(Xv.shape[0]) == 3
+    assert "_known_decision" not in m.__dict__
+    assert m.history_["val_score"][-1] == pytest.approx(
+        roc_auc_score(yv, m.decision_function(Xv)), abs=1e-12)
