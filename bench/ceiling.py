@@ -3,8 +3,8 @@
 * gather ceiling: a Numba kernel that only gathers and sums the k-wide rows
   of a float32 table (n_features × k) per CSR row, driven by the real CSR
   indices of the benchmark set (the irreducible part of predict); timed
-  plain and with the next row's table rows prefetched (as fmnumba's kernels
-  do), and the faster of the two is the ceiling. Reported in
+  plain and with the table rows of the row 1, 2 or 4 rows later prefetched
+  (as fmnumba's kernels do), and the fastest is the ceiling. Reported in
   elements nnz·k per second, at 1 thread and at --threads, k = 8 and 64, for
   the real (Zipf-popular) indices and for uniform random indices of the same
   shape.
@@ -41,6 +41,7 @@ from bench.timing import median_time, parse_tool_args, tool_parser
 
 CHUNK = 1024
 STATE_PREFETCH_DISTANCES = (1, 2, 4, 8)  # rows ahead; the state bound takes the fastest
+GATHER_PREFETCH_AHEAD = (0, 1, 2, 4)  # rows ahead whose table rows are prefetched (0: none)
 
 
 @functools.cache
@@ -55,7 +56,7 @@ def _kernels():
     @njit(inline="always", fastmath=True, nogil=True)
     def gather_row(indptr, indices, T, r, pn, pn_end, acc):
         """acc (k,) = Σ T[j] over the entries j of CSR row r; the table rows
-        at entry p + pn are prefetched while p + pn < pn_end (the next row's,
+        at entry p + pn are prefetched while p + pn < pn_end (a later row's,
         at the same offset; pn_end = 0 prefetches nothing)."""
         for f in range(acc.shape[0]):
             acc[f] = 0
@@ -66,11 +67,11 @@ def _kernels():
             for f in range(acc.shape[0]):
                 acc[f] += T[j, f]
 
-    def make_gather(prefetch):
-        """Gather-and-sum of T's rows per CSR row; with prefetch, the next
-        row's table rows are prefetched one per entry (the scheme fmnumba's
-        kernels use), the bound for latency-hidden gathers. `prefetch` is a
-        compile-time constant of each compiled kernel."""
+    def make_gather(ahead):
+        """Gather-and-sum of T's rows per CSR row; with ahead > 0, the table
+        rows of the row `ahead` rows later are prefetched one per entry (the
+        scheme fmnumba's kernels use), the bound for latency-hidden gathers.
+        `ahead` is a compile-time constant of each compiled kernel."""
         @njit(parallel=True, fastmath=True, nogil=True, boundscheck=False)
         def gather(indptr, indices, T, out):
             n = out.shape[0]
@@ -81,8 +82,9 @@ def _kernels():
                 stop = min(n, (c + 1) * CHUNK)
                 for r in range(c * CHUNK, stop):
                     p0 = indptr[r]
-                    pn = indptr[r + 1] - p0 if prefetch and r + 1 < stop else 0
-                    pn_end = indptr[r + 2] if prefetch and r + 1 < stop else 0
+                    on = ahead > 0 and r + ahead < stop
+                    pn = indptr[r + ahead] - p0 if on else 0
+                    pn_end = indptr[r + ahead + 1] if on else 0
                     gather_row(indptr, indices, T, r, pn, pn_end, acc)
                     s = T.dtype.type(0)
                     for f in range(k):
@@ -177,8 +179,8 @@ def _kernels():
                         out[pos] = s
         return shuffled
 
-    gather_sum = make_gather(False)
-    gather_sum_prefetch = make_gather(True)
+    # the ceiling is the fastest of these (prefetching 1, 2 or 4 rows ahead, or not)
+    gathers = tuple((d, make_gather(d)) for d in GATHER_PREFETCH_AHEAD)
     shuffled_read = make_shuffled(False)
     shuffled_rmw = make_shuffled(True)
 
@@ -189,7 +191,7 @@ def _kernels():
             s += a[i]
         return s
 
-    return SimpleNamespace(gather_sum=gather_sum, gather_sum_prefetch=gather_sum_prefetch,
+    return SimpleNamespace(gathers=gathers,
                            stream_sum=stream_sum, state_rmw=state_rmw,
                            state_rmw_interleaved=state_rmw_interleaved,
                            shuffled_read=shuffled_read, shuffled_rmw=shuffled_rmw)
@@ -223,8 +225,7 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
     import numba
 
     kern = _kernels()
-    gather_sum, gather_sum_prefetch, stream_sum = (kern.gather_sum, kern.gather_sum_prefetch,
-                                                   kern.stream_sum)
+    stream_sum = kern.stream_sum
     state_rmw, sh_read, sh_rmw = kern.state_rmw, kern.shuffled_read, kern.shuffled_rmw
     rng = np.random.default_rng(seed)
     n_rows = indptr.shape[0] - 1
@@ -239,20 +240,22 @@ def measure(indptr, indices, n_features, ks=(8, 64), threads=2, repeats=3,
         idx_sets.append(("uniform", rng.integers(0, n_features, nnz).astype(indices.dtype)))
     for k in ks:
         T = rng.standard_normal((n_features, k), dtype=np.float32)
-        for g in (gather_sum, gather_sum_prefetch):
+        for _, g in kern.gathers:
             g(indptr[:2], indices, T, out[:1])  # compile / warm
         for name, idx in idx_sets:
             for nt in thread_list:
                 numba.set_num_threads(nt)
                 times = {}
-                for label, g in (("plain", gather_sum), ("prefetch", gather_sum_prefetch)):
+                for d, g in kern.gathers:
                     g(indptr, idx, T, out)  # warm caches / pages
-                    times[label] = _median_time(lambda: g(indptr, idx, T, out), repeats)
-                s = min(times.values())  # the ceiling: the faster of the two gathers
+                    times[d] = _median_time(lambda: g(indptr, idx, T, out), repeats)
+                s = min(times.values())  # the ceiling: the fastest gather
                 res["gather"].append({"k": k, "indices": name, "threads": nt, "time_s": s,
                                       "nnz_k_per_s": nnz * k / s,
-                                      "plain_time_s": times["plain"],
-                                      "prefetch_time_s": times["prefetch"]})
+                                      "plain_time_s": times[0],
+                                      "prefetch_time_s": min(times[d] for d in times if d),
+                                      "prefetch_ahead_time_s": {str(d): times[d]
+                                                                for d in times if d}})
         del T
     # the rows and batches of bench/throughput.py's Adam epoch (same seed)
     order = np.random.default_rng(seed).permutation(n_rows)[:min(epoch_rows, n_rows)]

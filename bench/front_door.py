@@ -5,7 +5,7 @@ For each k and thread count: ``model.predict(X)`` on canonical float32 CSR
 with int32 indices (validation included), the bare ``predict_csr`` kernel on
 the same arrays, ``check_X`` alone (the fused validation pass), and the
 gather ceiling of *k-wide* float32 rows (bench/ceiling.py's plain and
-prefetching gathers, the faster counts) over the same indices. Fractions are
+prefetching gathers, the fastest counts) over the same indices. Fractions are
 of the ceiling's nnz·k per second. The model is an FMRegressor fitted for one
 epoch on a few rows of X (so it has X's width) whose table is then filled
 with random factors.
@@ -51,7 +51,7 @@ def measure(X, ks=(8, 64), threads=2, repeats=5, seed=0):
     indptr, indices, data = X.indptr, X.indices, X.data
     nnz = int(indptr[-1])
     rng = np.random.default_rng(seed)
-    gathers = (_kernels().gather_sum, _kernels().gather_sum_prefetch)
+    gathers = [g for _, g in _kernels().gathers]
     res = {"n_rows": X.shape[0], "n_features": X.shape[1], "nnz": nnz, "repeats": repeats,
            "rows": []}
     for k in ks:

@@ -185,11 +185,12 @@ def predict(X, w0, W, V, k, out):
     fmnumba.cpu.predict_csr; (W, V) the parameter table, w0 a scalar."""
     indptr, indices, data = X
     n = out.shape[0]
+    ahead = 4 if V.shape[1] * V.itemsize <= 64 else 2  # predict_csr's prefetch distance
     for c in prange((n + CHUNK - 1) // CHUNK):
         q = np.empty(k, dtype=V.dtype)
         stop = min(n, (c + 1) * CHUNK)
         for r in range(c * CHUNK, stop):
-            rn = r + 1 if r + 1 < stop else -1
+            rn = r + ahead if r + ahead < stop else -1
             out[r] = w0 + row_forward(indptr, indices, data, W, V, r, q, rn)
 
 @njit(cache=True, fastmath=FASTMATH, nogil=True, error_model="numpy")

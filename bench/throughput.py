@@ -25,10 +25,10 @@ from bench.timing import in_turn, median_time, parse_tool_args, tool_parser
 
 def _interleaved(predict, T, indptr, indices, out, repeats):
     """Median predict time, its times, and the gather ceiling's time (the
-    faster of bench/ceiling.py's plain and prefetching gathers), timed in
+    fastest of bench/ceiling.py's plain and prefetching gathers), timed in
     turn with predict."""
     from bench.ceiling import _kernels
-    gathers = (_kernels().gather_sum, _kernels().gather_sum_prefetch)
+    gathers = [g for _, g in _kernels().gathers]
     for g in gathers:
         g(indptr, indices, T, out)
     tp, *tg = in_turn([(None, predict)] + [(None, lambda g=g: g(indptr, indices, T, out))

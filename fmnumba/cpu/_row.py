@@ -9,8 +9,8 @@ from ._prefetch import prefetch_row
 def row_forward(indptr, indices, data, P, r, q, rn):
     """Return Σ_i w_i x_i + ½ Σ_f (q_f² − Σ_i v_if² x_i²) for CSR row r.
 
-    q (k,) receives q_f = Σ_i v_if x_i. No intercept is added. rn is the
-    next row the caller will visit (-1: none): its parameter rows are
+    q (k,) receives q_f = Σ_i v_if x_i. No intercept is added. rn is a row
+    the caller will visit later (-1: none): its parameter rows are
     prefetched one per entry of this row, so their misses overlap this
     row's work without flooding the memory system.
     """

@@ -14,15 +14,19 @@ def predict_csr(X, w0, P, out):
     out (n_rows,) of P's dtype, w0 a scalar of P's dtype.
 
     Rows are split into chunks of CHUNK; each chunk owns one k-wide q buffer,
-    so extra memory is O(threads·k) whatever the number of rows.
+    so extra memory is O(threads·k) whatever the number of rows. Results do
+    not depend on the thread count (each row is one thread's, in order).
     """
     indptr, indices, data = X
     n = out.shape[0]
     k = P.shape[1] - 1
     n_chunks = (n + CHUNK - 1) // CHUNK
+    # each row prefetches the parameter rows of the row `ahead` rows later:
+    # further for rows that fit a cache line, as more of them fit in flight
+    ahead = 4 if P.shape[1] * P.itemsize <= 64 else 2
     for c in prange(n_chunks):
         q = np.empty(k, dtype=P.dtype)
         stop = min(n, (c + 1) * CHUNK)
         for r in range(c * CHUNK, stop):
-            rn = r + 1 if r + 1 < stop else -1
+            rn = r + ahead if r + ahead < stop else -1
             out[r] = w0 + row_forward(indptr, indices, data, P, r, q, rn)
