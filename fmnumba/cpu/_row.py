@@ -21,7 +21,7 @@ def row_forward(indptr, indices, data, P, r, q, rn):
     lin = zero
     sq = zero
     p0 = indptr[r]
-    pn = indptr[rn] - p0 if rn >= 0 else 0  # next row's entry at the same step
+    pn = indptr[rn] - p0 if rn >= 0 else 0  # row rn's entry at the same step
     pn_end = indptr[rn + 1] if rn >= 0 else 0
     for p in range(p0, indptr[r + 1]):
         if p + pn < pn_end:
@@ -33,7 +33,7 @@ def row_forward(indptr, indices, data, P, r, q, rn):
             v = P[j, f + 1] * x
             q[f] += v
             sq += v * v
-    for p in range(indptr[r + 1] + pn, pn_end):  # next row longer than this one
+    for p in range(indptr[r + 1] + pn, pn_end):  # row rn longer than this one
         prefetch_row(P, indices[p])
     inter = zero
     for f in range(k):
