@@ -15,7 +15,6 @@ snapshot, the divergence checks, history), the one-time setup before it
 
     python -m bench.fit_profile --synthetic 1000000 --k 8,64 --threads 2 --epochs 5
 """
-import os
 import sys
 import time
 from collections import defaultdict
@@ -26,7 +25,7 @@ import numpy as np
 
 from bench.protocol import write_json
 from bench.report import md_table
-from bench.timing import tool_parser
+from bench.timing import load_average, tool_parser
 
 STEP_NAMES = {"check_X": "check_X", "FMState.init": "init", "ensure_adam": "Adam state",
               "guard setup": "guard setup", "snapshot": "snapshot",
@@ -151,10 +150,6 @@ def report(res, load):
     return "\n".join(lines) + "\n"
 
 
-def _loadavg():
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main(argv=None):
     p = tool_parser(__doc__, data=False)  # --threads, --out (the markdown goes beside it)
     p.add_argument("--synthetic", type=int, default=1_000_000, help="rows of the large set")
@@ -164,10 +159,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     from fmnumba import datasets as D
     d = D.make_fm_data(a.synthetic, D.large_field_sizes(a.synthetic), random_state=0)
-    start = _loadavg()
+    start = load_average()
     res = measure(d.X, d.y, tuple(int(k) for k in a.k.split(",")), a.threads, a.epochs,
                   a.repeats)
-    md = report(res, (start, _loadavg()))
+    md = report(res, (start, load_average()))
     write_json(res, a.out)
     if a.out:
         with open(a.out.rsplit(".", 1)[0] + ".md", "w") as f:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.protocol import write_json
-from bench.timing import in_turn
+from bench.timing import in_turn, load_average
 
 KERNELS = ("predict", "adam", "sgd")
 KERNEL_NAMES = {"predict": "predict", "adam": "Adam epoch", "sgd": "SGD epoch"}
@@ -440,10 +440,6 @@ def plot_ratios(res, path):
     return path
 
 
-def _loadavg():
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=("kernels", "gather"), default="kernels")
@@ -462,7 +458,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     ks = tuple(int(k) for k in a.k.split(","))
     from fmnumba import datasets as D
-    start = _loadavg()
+    start = load_average()
     d = D.make_fm_data(a.synthetic, D.large_field_sizes(a.synthetic), random_state=0)
     X = d.X.tocsr()
     X.sum_duplicates()
@@ -483,7 +479,7 @@ def main(argv=None):
     cmd = "python -m bench.layout " + " ".join(argv if argv is not None else sys.argv[1:])
     res = {"command": cmd.strip(),
            "numba_threads_env": f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')}",
-           "loadavg_start": start, "loadavg_end": _loadavg(), "runs": runs}
+           "loadavg_start": start, "loadavg_end": load_average(), "runs": runs}
     res["per_k"], res["decision"] = decide(runs, runs[0]["memory"])
     if a.report:
         out = Path(a.report)

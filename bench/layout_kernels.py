@@ -23,11 +23,11 @@ from numba.extending import overload
 
 from fmnumba._config import FASTMATH, PRANGE_ONLY
 from fmnumba.cpu._atomic import fetch_add
-from fmnumba.cpu._prefetch import prefetch_1d, prefetch_csr_ahead, prefetch_row
+from fmnumba.cpu._prefetch import prefetch_1d, prefetch_csr_ahead, prefetch_row, rows_ahead
 from fmnumba.cpu.adam import N_SPLIT, _coefficients, intercept_step
 from fmnumba.cpu.forward import N_CHUNKS
 from fmnumba.cpu.predict import CHUNK
-from fmnumba.cpu.transpose import transpose_batch
+from fmnumba.cpu.transpose import batch_scratch, transpose_batch
 from fmnumba.losses import loss_grad, loss_value
 
 LAYOUTS = ("wv", "split", "padded")
@@ -185,7 +185,7 @@ def predict(X, w0, W, V, k, out):
     fmnumba.cpu.predict_csr; (W, V) the parameter table, w0 a scalar."""
     indptr, indices, data = X
     n = out.shape[0]
-    ahead = 4 if V.shape[1] * V.itemsize <= 64 else 2  # predict_csr's prefetch distance
+    ahead = rows_ahead(V)  # predict_csr's prefetch distance
     for c in prange((n + CHUNK - 1) // CHUNK):
         q = np.empty(k, dtype=V.dtype)
         stop = min(n, (c + 1) * CHUNK)
@@ -294,17 +294,7 @@ def adam_epoch(X, y, order, batch_size, loss_code, tables, k, intercept, t0, ada
     Q = np.empty((nb_max, k), dtype=dt)
     G = np.empty(nb_max, dtype=dt)
     L = np.empty(nb_max, dtype=np.float64)
-    max_nnz = 0
-    for start in range(0, n, batch_size):
-        tot = 0
-        for i in range(start, min(n, start + batch_size)):
-            r = order[i]
-            tot += indptr[r + 1] - indptr[r]
-        max_nnz = max(max_nnz, tot)
-    uniq = np.empty((2, max_nnz), dtype=indices.dtype)
-    starts = np.empty((2, max_nnz + 1), dtype=np.int64)
-    ent_row = np.empty((2, max_nnz), dtype=np.int32)
-    ent_val = np.empty((2, max_nnz), dtype=dt)
+    uniq, starts, ent_row, ent_val = batch_scratch(indptr, indices, order, batch_size, dt)
     counters = np.zeros(2, dtype=np.int64)
     cur = 0
     u = transpose_batch(X, order[:nb_max], cnt, (uniq[0], starts[0], ent_row[0], ent_val[0]))

@@ -1,6 +1,7 @@
 """Timing and the command line shared by the measuring tools (bench/ceiling.py,
 bench/throughput.py, bench/compile_time.py, bench/recommend.py)."""
 import argparse
+import os
 import time
 
 import numpy as np
@@ -63,3 +64,8 @@ def parse_tool_args(p, argv):
         from fmnumba import FMRegressor
         a.batch_size = FMRegressor().batch_size
     return a
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages as "a, b, c" (two decimals)."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())

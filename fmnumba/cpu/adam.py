@@ -27,10 +27,10 @@ from numba import njit, prange
 
 from .._config import FASTMATH, kernel
 from ._atomic import fetch_add
-from ._prefetch import prefetch_row
+from ._prefetch import prefetch_row, rows_ahead
 from ._row import l2_of
 from .forward import forward_batch_inline
-from .transpose import transpose_batch
+from .transpose import batch_scratch, transpose_batch
 
 N_SPLIT = 64  # interleaved work units per update: spreads hot features
 
@@ -103,7 +103,7 @@ def update_and_transpose_inline(T, n_uniq, batch, tables, coef, l2, X, cnt, next
     t = P.dtype.type
     # Prefetch the rows this thread updates `ahead` rows later: a row that
     # fits a cache line leaves room for more in flight than a long one.
-    ahead = (4 if P.shape[1] * P.itemsize <= 64 else 2) * N_SPLIT
+    ahead = rows_ahead(P) * N_SPLIT
     counters[0] = 0
     # Each thread runs a block of these iterations; iteration 0's thread
     # transposes first. The iterations only take units from the counter, so
@@ -239,18 +239,7 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
     G = np.empty(nb_max, dtype=dt)
     L = np.empty(nb_max, dtype=np.float64)
     sb = np.empty(nb_max, dtype=dt)
-    max_nnz = 0
-    for start in range(0, n, batch_size):
-        tot = 0
-        for i in range(start, min(n, start + batch_size)):
-            r = order[i]
-            tot += indptr[r + 1] - indptr[r]
-        max_nnz = max(max_nnz, tot)
-    # two transposed batches: batch b's is read while batch b + 1's is written
-    uniq = np.empty((2, max_nnz), dtype=indices.dtype)
-    starts = np.empty((2, max_nnz + 1), dtype=np.int64)
-    ent_row = np.empty((2, max_nnz), dtype=np.int32)  # positions in a batch
-    ent_val = np.empty((2, max_nnz), dtype=dt)
+    uniq, starts, ent_row, ent_val = batch_scratch(indptr, indices, order, batch_size, dt)
     counters = np.zeros(2, dtype=np.int64)
     cur = 0
     u = transpose_batch(X, order[:nb_max], cnt, (uniq[0], starts[0], ent_row[0], ent_val[0]))

@@ -3,6 +3,7 @@ import numpy as np
 from numba import prange
 
 from .._config import kernel
+from ._prefetch import rows_ahead
 from ._row import row_forward
 
 CHUNK = 1024
@@ -21,9 +22,7 @@ def predict_csr(X, w0, P, out):
     n = out.shape[0]
     k = P.shape[1] - 1
     n_chunks = (n + CHUNK - 1) // CHUNK
-    # each row prefetches the parameter rows of the row `ahead` rows later:
-    # further for rows that fit a cache line, as more of them fit in flight
-    ahead = 4 if P.shape[1] * P.itemsize <= 64 else 2
+    ahead = rows_ahead(P)  # each row prefetches the parameter rows of row r + ahead
     for c in prange(n_chunks):
         q = np.empty(k, dtype=P.dtype)
         stop = min(n, (c + 1) * CHUNK)

@@ -1,4 +1,7 @@
 """Per-batch transpose of CSR rows into feature-major entry lists."""
+import numpy as np
+from numba import njit
+
 from .._config import kernel
 from ._prefetch import prefetch_1d, prefetch_rows_ahead
 
@@ -53,3 +56,23 @@ def transpose_batch(X, rows, cnt, T):
     for a in range(u):
         cnt[uniq[a]] = 0
     return u
+
+
+@njit(inline="always", nogil=True)
+def batch_scratch(indptr, indices, order, batch_size, dt):
+    """Two transposed-batch buffers T = (uniq, starts, ent_row, ent_val),
+    each row of the (2, ·) arrays one T, sized for the largest batch
+    order[b·batch_size : (b+1)·batch_size]: batch b's is read while batch
+    b + 1's is written. Values in dtype dt."""
+    n = order.shape[0]
+    max_nnz = 0
+    for start in range(0, n, batch_size):
+        tot = 0
+        for i in range(start, min(n, start + batch_size)):
+            r = order[i]
+            tot += indptr[r + 1] - indptr[r]
+        max_nnz = max(max_nnz, tot)
+    return (np.empty((2, max_nnz), dtype=indices.dtype),
+            np.empty((2, max_nnz + 1), dtype=np.int64),
+            np.empty((2, max_nnz), dtype=np.int32),  # positions in a batch
+            np.empty((2, max_nnz), dtype=dt))
