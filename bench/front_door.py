@@ -3,7 +3,9 @@ gather ceiling, in the same process, timed in turn.
 
 For each k and thread count: ``model.predict(X)`` on canonical float32 CSR
 with int32 indices (validation included), the bare ``predict_csr`` kernel on
-the same arrays, ``check_X`` alone (the fused validation pass), and the
+the same arrays, ``check_X`` alone as predict calls it (the fused pass over
+the structure; a non-finite prediction sends predict to the full check) and
+as fit calls it (structure and values, the fit's one validation), and the
 gather ceiling of *k-wide* float32 rows (bench/ceiling.py's plain and
 prefetching gathers, the fastest counts) over the same indices. Fractions are
 of the ceiling's nnz·k per second. The model is an FMRegressor fitted for one
@@ -70,19 +72,22 @@ def measure(X, ks=(8, 64), threads=2, repeats=5, seed=0):
                 g(indptr, indices, T, out)
             steps = [(None, lambda: m.predict(X)),
                      (None, lambda: cpu.predict_csr((indptr, indices, data), w0, P, out)),
+                     (None, lambda: validation.check_X(m, X, reset=False, values=False,
+                                                       dtype=np.dtype(np.float32))),
                      (None, lambda: validation.check_X(m, X, reset=False,
                                                        dtype=np.dtype(np.float32)))]
             steps += [(None, lambda g=g: g(indptr, indices, T, out)) for g in gathers]
-            tp, tk, tv, *tg = in_turn(steps, repeats)
+            tp, tk, tv, tf, *tg = in_turn(steps, repeats)
             med = lambda t: float(np.median(t))  # noqa: E731
             ceil_s = min(med(t) for t in tg)
             row = {"k": k, "threads": nt, "predict_s": med(tp), "kernel_s": med(tk),
-                   "check_X_s": med(tv), "ceiling_s": ceil_s,
+                   "check_X_s": med(tv), "fit_check_X_s": med(tf), "ceiling_s": ceil_s,
                    "predict_of_ceiling": ceil_s / med(tp), "kernel_of_ceiling": ceil_s / med(tk),
                    "ceiling_nnz_k_per_s": nnz * k / ceil_s}
             res["rows"].append(row)
             print(f"k={k:3d} threads={nt}: predict {row['predict_s']:.4f} s "
                   f"(kernel {row['kernel_s']:.4f}, check_X {row['check_X_s']:.4f}, "
+                  f"fit's check_X {row['fit_check_X_s']:.4f}, "
                   f"ceiling {ceil_s:.4f}) = {row['predict_of_ceiling']:.0%} of the "
                   f"k-wide gather ceiling", flush=True)
         del m, P, T

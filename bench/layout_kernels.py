@@ -168,10 +168,12 @@ def row_forward(indptr, indices, data, W, V, r, q, rn):
         j = indices[p]
         x = data[p]
         lin += get_w(W, V, j) * x
+        vv = zero
         for f in range(k):
-            v = get_v(W, V, j, f) * x
-            q[f] += v
-            sq += v * v
+            v = get_v(W, V, j, f)
+            q[f] += v * x
+            vv += v * v
+        sq += vv * x * x
     for p in range(indptr[r + 1] + pn, pn_end):
         prefetch(W, V, indices[p])
     inter = zero

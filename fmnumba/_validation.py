@@ -114,12 +114,13 @@ def _row_col(X, pos):
     return row, int(X.indices[pos])
 
 
-def _canonical_csr(X, dtype, name, n_jobs=None):
+def _canonical_csr(X, dtype, name, n_jobs=None, values=True):
     """Return a CSR with sorted indices, summed duplicates, no explicit zeros,
     finite values of `dtype` and int32 indices where they fit; never mutates X.
 
     A CSR that is already in that form is used as it is (its arrays are
     shared, not copied), so large canonical inputs cost no extra memory.
+    values=False: see check_X.
     """
     if not sp.issparse(X):
         if hasattr(X, "dtype") and np.dtype(X.dtype).kind == "O":
@@ -133,7 +134,7 @@ def _canonical_csr(X, dtype, name, n_jobs=None):
         X = sp.csr_matrix(X)
     fmt = X.format
     if fmt == "csr":
-        fast = _fast_canonical(X, dtype, n_jobs)
+        fast = _fast_canonical(X, dtype, n_jobs, values)
         if fast is not None:
             return fast
     if fmt in ("csr", "csc"):
@@ -195,12 +196,13 @@ _FAST_INDEX = (np.dtype(np.int32), np.dtype(np.int64))
 _FUSED_MIN_NNZ = 1 << 20
 
 
-def _fast_canonical(X, dtype, n_jobs):
+def _fast_canonical(X, dtype, n_jobs, values=True):
     """X's own arrays as canonical CSR when one fused kernel pass
     (fmnumba.cpu.validate) finds them valid and canonical in `dtype` with
     the index dtype check_X would choose; None when anything must be checked
     in detail or changed (the NumPy path then names the problem or converts).
-    n_jobs: the estimator's (None: the default thread count)."""
+    n_jobs: the estimator's (None: the default thread count); values=False
+    leaves the stored values unchecked (see check_X)."""
     indptr, indices, data = X.indptr, X.indices, X.data
     if not (isinstance(indptr, np.ndarray) and isinstance(indices, np.ndarray)
             and isinstance(data, np.ndarray)):
@@ -224,7 +226,7 @@ def _fast_canonical(X, dtype, n_jobs):
     from ._threads import numba_threads, serial_if_unsafe
     from .cpu.validate import csr_is_canonical
     with serial_if_unsafe(), numba_threads(n_jobs):
-        ok = csr_is_canonical((indptr, indices, data), np.int64(X.shape[1]))
+        ok = csr_is_canonical((indptr, indices, data), np.int64(X.shape[1]), values)
     if not ok:
         return None
     out = sp.csr_matrix(X.shape, dtype=dtype)
@@ -273,13 +275,19 @@ def _n_features(est, X, reset, name):
                          "encoder or feature mapping).") from None
 
 
-def check_X(est, X, *, reset, dtype, name="X"):
+def check_X(est, X, *, reset, dtype, name="X", values=True):
     """Validate X for `est` and return it as canonical CSR of `dtype` (the
     model's numpy dtype, see resolve_dtype).
 
     reset=True (fit) records n_features_in_ (and feature names) and needs at
     least one row and one column; reset=False checks the column count against
     the fitted model and allows zero rows.
+
+    values=False (prediction) lets a large CSR whose structure is canonical
+    through without reading its values: an explicit zero then adds exactly
+    zero and a NaN or inf makes that row's prediction non-finite, so the
+    caller must validate again with values=True (which names the value)
+    before reporting a non-finite prediction. Half the bytes of the check.
     """
     if X is None:
         raise TypeError(f"{name} is None; pass a 2-D array or a scipy sparse matrix.")
@@ -317,7 +325,7 @@ def check_X(est, X, *, reset, dtype, name="X"):
     if reset and X.shape[1] == 0:
         _fail(name, f"has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required",
               "Fitting needs at least one feature column.")
-    return _canonical_csr(X, dtype, name, _threads_for(est))
+    return _canonical_csr(X, dtype, name, _threads_for(est), values)
 
 
 def resolve_dtype(dtype):

@@ -241,16 +241,18 @@ class _BaseFM(FittedViews, BaseEstimator):
         """Raw model output ŷ, shape (n_samples,), float64."""
         check_is_fitted(self, "_state")
         known = self.__dict__.get("_known_decision")  # set while scoring a validation set
+        dtype = self._state.P.dtype
         if known is not None and known[0] is X:
             out = known[1]
+        elif getattr(self, "_chain", None) is not None:
+            return self._posterior(validation.check_X(self, X, reset=False, dtype=dtype))[0]
         else:
-            Xc = validation.check_X(self, X, reset=False, dtype=self._state.P.dtype)
-            if getattr(self, "_chain", None) is not None:
-                return self._posterior(Xc)[0]
+            Xc = validation.check_X(self, X, reset=False, dtype=dtype, values=False)
             kern = get_kernels("cpu")
             with numba_threads(self.n_jobs):
                 out = predict_raw(kern, Xc, self._state)
         if not np.all(np.isfinite(out)):
+            validation.check_X(self, X, reset=False, dtype=dtype)  # a NaN or inf in X?
             bad = int(np.argmin(np.isfinite(out)))
             raise ValueError(
                 f"X: the prediction for row {bad} overflowed {self._state.P.dtype} "

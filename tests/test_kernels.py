@@ -838,7 +838,7 @@ from fmnumba.cpu import predict_csr
 from fmnumba.cpu.validate import csr_is_canonical
 assert fmnumba.__file__.startswith(sys.argv[1]), fmnumba.__file__
 X = (np.array([0, 1, 2], np.int32), np.array([0, 1], np.int32), np.ones(2, np.float32))
-ok = csr_is_canonical(X, np.int64(2))
+ok = csr_is_canonical(X, np.int64(2), True)
 out = np.empty(2, np.float32)
 predict_csr(X, np.float32(0.5), np.ones((2, 3), np.float32), out)  # a parallel kernel
 ok = ok and out.tolist() == [1.5, 1.5]

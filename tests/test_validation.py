@@ -325,7 +325,8 @@ def test_fused_check_sends_every_defect_to_the_detailed_path(change, it, dtype, 
     X.data[X.data == 0] = 1.0
     X.sum_duplicates()
     indptr, indices, data = X.indptr.astype(it), X.indices.astype(it), X.data.copy()
-    assert csr_is_canonical((indptr, indices, data), np.int64(50))
+    assert csr_is_canonical((indptr, indices, data), np.int64(50), True)
+    assert csr_is_canonical((indptr, indices, data), np.int64(50), False)
     lens = np.diff(X.indptr)
     rows = np.flatnonzero(lens >= 3)
     r = int(rows[np.argmin(np.abs(rows - near))])
@@ -346,7 +347,10 @@ def test_fused_check_sends_every_defect_to_the_detailed_path(change, it, dtype, 
         indptr[r] = -1
     elif change == "tail":
         indptr[-1] = indptr[-2] - 1  # the last row ends before it starts
-    assert not csr_is_canonical((indptr, indices, data), np.int64(50))
+    assert not csr_is_canonical((indptr, indices, data), np.int64(50), True)
+    # without the values check only the stored values may be anything
+    structural = change not in ("zero", "nan", "inf")
+    assert csr_is_canonical((indptr, indices, data), np.int64(50), False) is not structural
 
 
 @pytest.mark.parametrize("fused", [False, True])
@@ -370,6 +374,12 @@ def test_fused_path_gives_the_detailed_paths_answers(monkeypatch):
     Z = X0.copy()
     Z.data[::3] = 0.0
     np.testing.assert_array_equal(FITTED.predict(Z), FITTED.predict(Z.toarray()))
+    for bad in (np.nan, np.inf, -np.inf):  # prediction reads values unchecked
+        Z = X0.copy()
+        Z.data[7] = bad
+        row = int(np.searchsorted(Z.indptr, 7, side="right") - 1)
+        expect(ValueError, "X", "NaN or inf", f"row {row}", fn=lambda: FITTED.predict(Z))
+        expect(ValueError, "X", "NaN or inf", fn=lambda: FITTED_C.predict_proba(Z))
     for dt in INT_DTYPES:
         Z = _with_index_dtype(X0, dt)
         Z.indptr[5] = min(np.iinfo(dt).max, 10**6)

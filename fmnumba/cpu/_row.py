@@ -29,10 +29,14 @@ def row_forward(indptr, indices, data, P, r, q, rn):
         j = indices[p]
         x = data[p]
         lin += P[j, 0] * x
+        # Σ_f v_jf² starts from zero for every entry, so its k-wide sum does
+        # not wait on the previous entry's: only the one add into sq does.
+        vv = zero
         for f in range(k):
-            v = P[j, f + 1] * x
-            q[f] += v
-            sq += v * v
+            v = P[j, f + 1]
+            q[f] += v * x
+            vv += v * v
+        sq += vv * x * x
     for p in range(indptr[r + 1] + pn, pn_end):  # row rn longer than this one
         prefetch_row(P, indices[p])
     inter = zero

@@ -15,12 +15,13 @@ CHUNK = 4096  # rows per parallel task
 
 
 @kernel(parallel=True)
-def csr_is_canonical(X, n_cols):
+def csr_is_canonical(X, n_cols, values):
     """True when X = (indptr, indices, data) is CSR the kernels can read as
     it is: 0 <= indptr[r] <= indptr[r+1] <= indptr[-1] for every row (the
     caller checks indptr[0] == 0 and that indptr[-1] fits indices and data),
     each row's indices strictly increasing (sorted, no duplicates) inside
-    [0, n_cols), and every stored value finite and non-zero.
+    [0, n_cols), and (with `values`) every stored value finite and non-zero.
+    Without `values` the data array is not read at all: half the bytes.
 
     Per chunk of rows: a pass over its indptr, then one flat, branch-free
     pass over its entries (vectorised, at memory speed) that counts the
@@ -62,15 +63,21 @@ def csr_is_canonical(X, n_cols):
         if p1 == p0:
             continue
         descents = 0
-        wrong = False
         j0 = indices[p0]
-        v0 = data[p0]
-        wrong |= (j0 < 0) | (j0 >= n_cols) | (v0 == 0) | (not abs(v0) < inf)
-        for p in range(p0 + 1, p1):
-            j = indices[p]
-            v = data[p]
-            wrong |= (j < 0) | (j >= n_cols) | (v == 0) | (not abs(v) < inf)
-            descents += np.int64(j <= indices[p - 1])
+        wrong = (j0 < 0) | (j0 >= n_cols)
+        if values:  # one loop over both arrays (two loops are slower)
+            v0 = data[p0]
+            wrong |= (v0 == 0) | (not abs(v0) < inf)
+            for p in range(p0 + 1, p1):
+                j = indices[p]
+                v = data[p]
+                wrong |= (j < 0) | (j >= n_cols) | (v == 0) | (not abs(v) < inf)
+                descents += np.int64(j <= indices[p - 1])
+        else:
+            for p in range(p0 + 1, p1):
+                j = indices[p]
+                wrong |= (j < 0) | (j >= n_cols)
+                descents += np.int64(j <= indices[p - 1])
         if wrong or descents != allowed:
             bad[c] = 1
     for c in range(n_chunks):
