@@ -30,3 +30,17 @@ def kernel(parallel=False):
     return njit(cache=True, nogil=True, fastmath=FASTMATH,
                 parallel=PRANGE_ONLY if parallel else False, boundscheck=False,
                 error_model="numpy")
+
+
+def serial_twin(parallel_kernel, name):
+    """A serial compile (prange as range) of parallel_kernel's Python source,
+    under its own name and cache files. Work too small for threads runs on
+    it, and it compiles in about half the time of the parallel kernel (no
+    parallel-region outlining): a first small fit and predict wait less."""
+    import types
+    f = parallel_kernel.py_func
+    g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)
+    g.__qualname__ = name
+    g.__module__ = f.__module__
+    g.__doc__ = f"Serial twin of {f.__name__} (same arguments and results)."
+    return kernel(parallel=False)(g)

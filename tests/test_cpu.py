@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from fmnumba import FMRegressor
 from fmnumba._config import FASTMATH
 from fmnumba.cpu import adam_epoch, predict_csr, sgd_epoch
+from fmnumba.cpu.predict import predict_parallel
 
 try:
     from . import naive
@@ -35,7 +36,7 @@ def test_predict_csr_float32_has_no_double_arithmetic():
 
     The kernel's Python source is compiled again without caching or
     parallelism (prange runs as range) so that its LLVM IR can be read."""
-    kern = numba.njit(fastmath=FASTMATH)(predict_csr.py_func)
+    kern = numba.njit(fastmath=FASTMATH)(predict_parallel.py_func)
     X = sp.random(6, 5, density=0.5, format="csr", dtype=np.float32, random_state=1)
     P = np.ones((5, 4), np.float32)
     out = np.empty(6, np.float32)

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import prange
 
-from .._config import kernel
+from .._config import kernel, serial_twin
 from ._prefetch import rows_ahead
 from ._row import row_forward
 
@@ -10,9 +10,8 @@ CHUNK = 1024
 
 
 @kernel(parallel=True)
-def predict_csr(X, w0, P, out):
-    """out[r] = ŷ(x_r) for every CSR row r of X = (indptr, indices, data);
-    out (n_rows,) of P's dtype, w0 a scalar of P's dtype.
+def predict_parallel(X, w0, P, out):
+    """predict_csr on Numba's threads.
 
     Rows are split into chunks of CHUNK; each chunk owns one k-wide q buffer,
     so extra memory is O(threads·k) whatever the number of rows. Results do
@@ -29,3 +28,17 @@ def predict_csr(X, w0, P, out):
         for r in range(c * CHUNK, stop):
             rn = r + ahead if r + ahead < stop else -1
             out[r] = w0 + row_forward(indptr, indices, data, P, r, q, rn)
+
+
+predict_serial = serial_twin(predict_parallel, "predict_serial")
+
+SMALL_WORK = 1 << 20  # nnz·(1 + k) below which threads do not pay
+
+
+def predict_csr(X, w0, P, out):
+    """out[r] = ŷ(x_r) for every CSR row r of X = (indptr, indices, data);
+    out (n_rows,) of P's dtype, w0 a scalar of P's dtype. Small inputs run
+    the serial twin (a first small fit and predict then never compile the
+    parallel kernel); results agree to rounding."""
+    small = int(X[0][-1]) * P.shape[1] < SMALL_WORK
+    (predict_serial if small else predict_parallel)(X, w0, P, out)
