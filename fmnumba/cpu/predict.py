@@ -39,6 +39,6 @@ def predict_csr(X, w0, P, out):
     """out[r] = ŷ(x_r) for every CSR row r of X = (indptr, indices, data);
     out (n_rows,) of P's dtype, w0 a scalar of P's dtype. Small inputs run
     the serial twin (a first small fit and predict then never compile the
-    parallel kernel); results agree to rounding."""
+    parallel kernel), which gives the same bits."""
     small = int(X[0][-1]) * P.shape[1] < SMALL_WORK
     (predict_serial if small else predict_parallel)(X, w0, P, out)
