@@ -3,10 +3,11 @@
 ``FASTMATH`` deliberately leaves out ``nnan`` and ``ninf``: the divergence
 guard and the validation of predictions rely on NaN and inf surviving.
 ``reassoc`` lets LLVM vectorise the k-wide sums (without it every sum is a
-serial chain of dependent additions), so results may differ in the last bits between differently
-compiled twins of a kernel (serial and parallel). A given kernel still gives
-bit-identical results at any thread count: each output is computed by one
-thread in a fixed order.
+serial chain of dependent additions), so two compiles of the same source can
+round differently. A given kernel gives bit-identical results at any thread
+count (each output is computed by one thread in a fixed order), and the
+serial twins that small inputs run on (``serial_twin``: predict, the Adam
+epoch) are tested bit for bit against their parallel kernels.
 
 ``error_model="numpy"``: a float division by zero gives inf or NaN, which the
 divergence guard catches, instead of Python's exception checks in every loop.
@@ -25,9 +26,17 @@ PRANGE_ONLY = {"prange": True, "comprehension": False, "numpy": False, "reductio
                "setitem": False, "stencil": False, "fusion": False, "inplace_binop": False}
 
 
-def kernel(parallel=False):
+# The Adam update's kernels (cpu/adam.py, cpu/batch_grad.py) leave out nsz:
+# with nsz and reassoc together LLVM rewrites the update's arithmetic
+# differently in a parallel loop body and in a serial compile, and the Adam
+# epoch, its serial twin and the data-parallel (Dask) update must give the
+# same bits.
+ADAM_FASTMATH = FASTMATH - {"nsz"}
+
+
+def kernel(parallel=False, fastmath=FASTMATH):
     """Decorator for a CPU kernel: lazily compiled, cached on disk, GIL released."""
-    return njit(cache=True, nogil=True, fastmath=FASTMATH,
+    return njit(cache=True, nogil=True, fastmath=fastmath,
                 parallel=PRANGE_ONLY if parallel else False, boundscheck=False,
                 error_model="numpy")
 
@@ -43,4 +52,4 @@ def serial_twin(parallel_kernel, name):
     g.__qualname__ = name
     g.__module__ = f.__module__
     g.__doc__ = f"Serial twin of {f.__name__} (same arguments and results)."
-    return kernel(parallel=False)(g)
+    return kernel(parallel=False, fastmath=parallel_kernel.targetoptions["fastmath"])(g)

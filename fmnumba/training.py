@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,19 +159,6 @@ def _weighted_loss(code, yhat, y, sw):
     return float(np.dot(sw, loss_numpy(code, yhat, y)) / sw.sum())
 
 
-# Adam runs two parallel regions per mini-batch. When the parameter tables are
-# cache-resident and a batch is light, waking the second thread costs more than
-# it saves, so such epochs run on one thread. Adam's results do not depend on
-# the thread count, so this changes speed only.
-_SMALL_TABLES = 2 << 20      # bytes of P, M and S together
-_LIGHT_BATCH = 1 << 20       # batch_size × mean nnz per row × (1 + k)
-
-
-def _adam_serial_is_faster(X, state, cfg):
-    work = cfg.batch_size * X.nnz / max(1, X.shape[0]) * state.P.shape[1]
-    return 3 * state.P.nbytes <= _SMALL_TABLES and work < _LIGHT_BATCH
-
-
 def epoch_learning_rate(cfg, epoch):
     """Step size of epoch `epoch` (0-based, counted over every fit and
     partial_fit call of the model): learning_rate / (1 + lr_decay·epoch)."""
@@ -186,14 +173,11 @@ def _run_epoch(kern, X, y, sw, order, state, cfg, n_threads, lr):
         n_batches = -(-order.shape[0] // cfg.batch_size)
         bl = np.zeros(n_batches)
         bw = np.zeros(n_batches)
-        # the fit's thread count stands unless one thread is faster for this batch size
-        serial = _adam_serial_is_faster(X, state, cfg)
-        with numba_threads(1) if serial else nullcontext():
-            t, done = kern.adam_epoch(
-                (X.indptr, X.indices, X.data), y, sw, order, cfg.batch_size, cfg.loss_code,
-                (state.P, state.M, state.S), state.bias_state, state.t,
-                (lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.solver == "adamw"),
-                (cfg.l2_reg_w, cfg.l2_reg_v), (bl, bw))
+        t, done = kern.adam_epoch(
+            (X.indptr, X.indices, X.data), y, sw, order, cfg.batch_size, cfg.loss_code,
+            (state.P, state.M, state.S), state.bias_state, state.t,
+            (lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.solver == "adamw"),
+            (cfg.l2_reg_w, cfg.l2_reg_v), (bl, bw))
         state.t = int(t)
         ok = done == n_batches
         return bl[:done].sum(), bw[:done].sum(), ok

@@ -38,20 +38,24 @@ GPU_MAX_ROWS = 12   # and rows per drawn matrix
 
 
 class _PinnedCPU:
-    """fmnumba.cpu with predict_csr pinned to the parallel kernel (fmnumba.cpu
-    runs small inputs, as all of these tests' are, on its serial twin; the
-    twins are compared bit for bit below)."""
+    """fmnumba.cpu with predict_csr and adam_epoch pinned to the parallel
+    kernels (fmnumba.cpu runs small inputs, as all of these tests' are, on
+    serial twins; the twins are compared bit for bit below)."""
 
     def __init__(self):
-        from fmnumba.cpu import predict
+        from fmnumba.cpu import adam, predict
         self._cpu = importlib.import_module("fmnumba.cpu")
         self._predict = predict.predict_parallel
+        self._adam = adam
 
     def __getattr__(self, name):
         return getattr(self._cpu, name)
 
     def predict_csr(self, X, w0, P, out):
         self._predict(X, w0, P, out)
+
+    def adam_epoch(self, *args):
+        return self._adam.adam_epoch_on(self._adam._adam_epoch, *args)
 
 
 class Backend:
@@ -457,6 +461,52 @@ def test_adam_update_matches_naive_step(backend):
 # --------------------------------------------------------------------------
 # adam_epoch
 # --------------------------------------------------------------------------
+@given(prob=st.one_of(S.fm_problem(dtype=np.float32, kind="moderate", max_rows=30),
+                      S.fm_problem(dtype=np.float64, kind="moderate", max_rows=30),
+                      S.fm_problem(dtype=np.float64, zero_weights=True, max_rows=30)),
+       data=st.data())
+@settings(SLOW)
+def test_adam_epoch_serial_twin_is_the_parallel_epoch_bit_for_bit(prob, data):
+    """Small epochs run on the serial twin, large ones on the parallel epoch:
+    the same parameters, moments, intercept and batch losses either way,
+    over several epochs, with AdamW's decay or L2 in the gradient."""
+    from fmnumba.cpu import adam
+    X, n = prob.X, prob.X.shape[0]
+    rng = np.random.default_rng(prob.seed)
+    batch_size = data.draw(st.integers(1, n + 2))
+    lam_w, lam_v = S.lam_arrays(rng, X.shape[1], prob.dtype, zero=data.draw(st.booleans()))
+    hyper = (data.draw(st.sampled_from([1e-3, 0.05])), BETA1, BETA2, EPS,
+             data.draw(st.booleans()))
+    runs = []
+    for epoch in (adam._adam_epoch, adam._adam_epoch_serial):
+        P, M, S_ = prob.P.copy(), np.zeros_like(prob.P), np.zeros_like(prob.P)
+        bstate, t, losses = np.array([prob.w0, 0.0, 0.0]), 0, []
+        for e in range(2):
+            order = np.random.default_rng(e).permutation(n).astype(np.int64)
+            nb = -(-n // batch_size)
+            bl, bw = np.zeros(nb), np.zeros(nb)
+            t, _ = adam.adam_epoch_on(epoch, csr(X), prob.y, prob.sw, order, batch_size,
+                                      prob.loss_code, (P, M, S_), bstate, t, hyper,
+                                      (lam_w, lam_v), (bl, bw))
+            losses.append(bl)
+        runs.append((P, M, S_, bstate, np.concatenate(losses), t))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_epoch_takes_the_serial_twin_only_for_small_work(monkeypatch):
+    from fmnumba.cpu import adam
+    seen = []
+    monkeypatch.setattr(adam, "adam_epoch_on", lambda epoch, *a: seen.append(epoch))
+    X = (np.array([0, 3, 6], np.int64), np.array([0, 1, 2, 0, 1, 2], np.int32),
+         np.ones(6, np.float32))
+    for n_features in (1000, 100_000):  # P, M, S of 3 x 1000 x 9 floats fit the cache
+        P = np.zeros((n_features, 9), np.float32)
+        adam.adam_epoch(X, None, None, None, 2, 0, (P, P, P), None, 0, None, None, None)
+    assert seen == [adam._adam_epoch_serial, adam._adam_epoch]
+    assert not adam.serial_is_faster(X, 1 << 20, np.zeros((10, 9), np.float32))  # heavy batch
+
+
 def test_adam_epoch_matches_naive_float64(backend):
     """Several epochs of several batches (global t carried across calls) equal
     the naive lazy Adam trajectory, float64; batches whose weights sum to 0

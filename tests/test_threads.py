@@ -175,7 +175,7 @@ def test_explicit_n_jobs_reaches_the_adam_epoch(ratings, monkeypatch):
     of a fit with n_jobs=2 run on two threads (when its batches are heavy
     enough that fmnumba does not choose one thread itself)."""
     import fmnumba.cpu as cpu
-    from fmnumba import training
+    from fmnumba.cpu import adam
     seen = []
     real = cpu.adam_epoch
 
@@ -183,7 +183,7 @@ def test_explicit_n_jobs_reaches_the_adam_epoch(ratings, monkeypatch):
         seen.append(numba.get_num_threads())
         return real(*a)
     monkeypatch.setattr(cpu, "adam_epoch", spy)
-    monkeypatch.setattr(training, "_adam_serial_is_faster", lambda X, state, cfg: False)
+    monkeypatch.setattr(adam, "serial_is_faster", lambda X, batch_size, P: False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     FMRegressor(max_iter=1, n_jobs=2, random_state=0).fit(ratings.X, ratings.y)
     assert seen == [2]

@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .._config import FASTMATH, kernel
+from .._config import ADAM_FASTMATH, kernel, serial_twin
 from ._atomic import fetch_add
 from ._prefetch import prefetch_row, rows_ahead
 from ._row import l2_of
@@ -35,7 +35,7 @@ from .transpose import batch_scratch, transpose_batch
 N_SPLIT = 64  # interleaved work units per update: spreads hot features
 
 
-@njit(inline="always", fastmath=FASTMATH, nogil=True)
+@njit(inline="always", fastmath=ADAM_FASTMATH, nogil=True)
 def _coefficients(P, adam, t, inv_s):
     """Adam's constants for step t (≥ 1) in P's dtype: (β1, β2, 1 − β1,
     1 − β2, lr / (1 − β1^t), 1 / √(1 − β2^t), ε, 1 / Σ s, l2_in_grad, decay).
@@ -66,7 +66,7 @@ def intercept_step(intercept, gsum, inv_s, adam, t):
     intercept[0] -= lr / bc1 * intercept[1] / (np.sqrt(intercept[2] / bc2) + eps)
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=ADAM_FASTMATH)
 def update_and_transpose(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, next_T,
                          counters):
     """update_and_transpose_inline as a kernel of its own (adam_update's)."""
@@ -76,7 +76,7 @@ def update_and_transpose(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, 
 
 # Inlined into update_and_transpose and into the Adam epoch, which so
 # compiles no separate update kernel of its own.
-@njit(inline="always", fastmath=FASTMATH, nogil=True)
+@njit(inline="always", fastmath=ADAM_FASTMATH, nogil=True)
 def update_and_transpose_inline(T, n_uniq, batch, tables, coef, l2, X, cnt, next_rows, next_T,
                                 counters):
     """adam_update of this batch, and transpose_batch of the next one
@@ -203,12 +203,37 @@ def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, ad
     parallel kernels segfaults when loaded before the pool exists
     (numba/numba#8578).
     """
+    serial = serial_is_faster(X, batch_size, tables[0])
+    return adam_epoch_on(_adam_epoch_serial if serial else _adam_epoch, X, y, sw, order,
+                         batch_size, loss_code, tables, intercept, t0, adam, l2, batch_sums)
+
+
+def adam_epoch_on(epoch, X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam,
+                  l2, batch_sums):
+    """adam_epoch on the given compiled epoch: _adam_epoch or its serial twin."""
     numba.get_num_threads()
-    return _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0,
-                       _adam_hyper(adam), l2, batch_sums, _feature_counts(tables[0].shape[0]))
+    return epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0,
+                 _adam_hyper(adam), l2, batch_sums, _feature_counts(tables[0].shape[0]))
 
 
-@kernel(parallel=True)
+# Adam runs two parallel regions per mini-batch. When the parameter tables are
+# cache-resident and a batch is light, waking the second thread costs more than
+# it saves, so such epochs run on the epoch's serial twin (which also compiles
+# in about two thirds of the time: a first small fit waits less). The twins
+# give the same bits, so this changes speed only.
+_SMALL_TABLES = 2 << 20      # bytes of P, M and S together
+_LIGHT_BATCH = 1 << 20       # batch_size × mean nnz per row × (1 + k)
+
+
+def serial_is_faster(X, batch_size, P):
+    """Whether an Adam epoch over X = (indptr, indices, data) with this batch
+    size and table P runs faster serially (see above)."""
+    indptr = X[0]
+    work = batch_size * int(indptr[-1]) / max(1, indptr.shape[0] - 1) * P.shape[1]
+    return 3 * P.nbytes <= _SMALL_TABLES and work < _LIGHT_BATCH
+
+
+@kernel(parallel=True, fastmath=ADAM_FASTMATH)
 def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam, l2,
                 batch_sums, cnt):
     """One epoch of mini-batch lazy Adam over the rows of X = (indptr,
@@ -282,3 +307,6 @@ def _adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, a
         intercept_step(intercept, gsum, inv_s, adam, t)
         done += 1
     return t, done
+
+
+_adam_epoch_serial = serial_twin(_adam_epoch, "_adam_epoch_serial")

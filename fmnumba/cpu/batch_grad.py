@@ -20,7 +20,7 @@ touch it (the weights of the local-training average).
 import numpy as np
 from numba import njit, prange
 
-from .._config import FASTMATH, kernel
+from .._config import ADAM_FASTMATH, kernel
 from .adam import _adam_hyper, _coefficients, intercept_step
 from .forward import forward_batch
 from ._row import l2_of
@@ -29,7 +29,7 @@ from ._row import l2_of
 N_HEAD = 3
 
 
-@kernel()
+@kernel(fastmath=ADAM_FASTMATH)
 def _accumulate(indptr, indices, data, sw, rows, Q, G, L, slot, uniq, pieces, sums):
     """Scatter the entries of the batch rows into per-feature pieces."""
     nb = rows.shape[0]
@@ -93,7 +93,7 @@ def batch_pieces(indptr, indices, data, y, sw, rows, loss_code, w0, P, slot, uni
     return _accumulate(indptr, indices, data, sw, rows, Q, G, L, slot, uniq, pieces, sums)
 
 
-@njit(inline="always", fastmath=FASTMATH, nogil=True)
+@njit(inline="always", fastmath=ADAM_FASTMATH, nogil=True)
 def _apply_row(a, uniq, pieces, P, M, S, b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd,
                lam_w, lam_v):
     k = P.shape[1] - 1
@@ -122,7 +122,7 @@ def _apply_row(a, uniq, pieces, P, M, S, b1, b2, c1, c2, step, rbc2, ep, isum, l
         P[j, col] = p - step * m / (np.sqrt(s) * rbc2 + ep) - d * p
 
 
-@kernel(parallel=True)
+@kernel(parallel=True, fastmath=ADAM_FASTMATH)
 def _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, adam, t, lam_w, lam_v):
     b1, b2, c1, c2, step, rbc2, ep, isum, lg, wd = _coefficients(P, adam, t, inv_s)
     n_split = 64
@@ -132,7 +132,7 @@ def _apply_rows(uniq, n_uniq, pieces, inv_s, P, M, S, adam, t, lam_w, lam_v):
                        wd, lam_w, lam_v)
 
 
-@kernel()
+@kernel(fastmath=ADAM_FASTMATH)
 def _apply_intercept(bstate, gsum, inv_s, adam, t):
     intercept_step(bstate, gsum, inv_s, adam, t)
 
@@ -151,7 +151,7 @@ def adam_apply(uniq, n_uniq, pieces, ssum, gsum, t, P, M, S, bstate, lr, beta1, 
     _apply_intercept(bstate, gsum, inv_s, adam, np.int64(t))
 
 
-@kernel()
+@kernel(fastmath=ADAM_FASTMATH)
 def touch_counts(indptr, indices, data, order, batch_size, stamp, counts):
     """counts[j] += number of mini-batches (consecutive batch_size runs of
     order) with a nonzero of feature j. stamp (n_features,) int64 scratch
