@@ -80,6 +80,7 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
 
     from fmnumba import cpu
     from fmnumba._validation import per_feature_l2
+    from fmnumba.cpu.predict import predict_parallel
     from fmnumba.losses import LOSS_CODES
 
     rng = np.random.default_rng(seed)
@@ -135,7 +136,8 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
 
         # warm JIT on a few rows
         small = order[:min(512, order.size)]
-        cpu.predict_csr((indptr[:2], indices, data), w0, P, out[:1])
+        # (one row would take predict_csr's serial twin: warm the parallel kernel timed below)
+        predict_parallel((indptr[:2], indices, data), w0, P, out[:1])
         cpu.adam_epoch((indptr, indices, data), y, sw, small, batch_size, code, (P, M, S), bstate,
                        0, (1e-3, 0.9, 0.999, 1e-8, False), (lam, lam), (bl, bw))
         cpu.sgd_epoch((indptr, indices, data), y, sw, small, 1, code, P, bstate, 1e-3, (lam, lam), L)

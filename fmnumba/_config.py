@@ -41,11 +41,17 @@ def kernel(parallel=False, fastmath=FASTMATH):
                 error_model="numpy")
 
 
+# Work of one parallel region, in nnz·(1 + k) (a predict call, an Adam batch),
+# below which waking the other threads costs more than they save.
+SERIAL_WORK = 1 << 20
+
+
 def serial_twin(parallel_kernel, name):
     """A serial compile (prange as range) of parallel_kernel's Python source,
     under its own name and cache files. Work too small for threads runs on
-    it, and it compiles in about half the time of the parallel kernel (no
-    parallel-region outlining): a first small fit and predict wait less."""
+    it, and it compiles in a quarter to two thirds of the parallel kernel's
+    time (no parallel-region outlining): a first small fit and predict wait
+    less."""
     import types
     f = parallel_kernel.py_func
     g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__, f.__closure__)

@@ -255,7 +255,7 @@ class _BaseFM(FittedViews, BaseEstimator):
             validation.check_X(self, X, reset=False, dtype=dtype)  # a NaN or inf in X?
             bad = int(np.argmin(np.isfinite(out)))
             raise ValueError(
-                f"X: the prediction for row {bad} overflowed {self._state.P.dtype} "
+                f"X: the prediction for row {bad} overflowed {dtype} "
                 "(values too large for the model). Scale X's values or use dtype=np.float64.")
         return out.astype(np.float64)
 

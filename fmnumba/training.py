@@ -382,8 +382,9 @@ def train(kern, X, y, sw, state, cfg, max_iter, rng, n_jobs=None, val=None, epoc
     dtype; val = (Xv, yv, swv) or None. epochs_done: epochs the model ran
     before this call (they set the step-size schedule). scorer: None, or a
     callable (ŷ) -> float scoring the current parameters on the validation
-    set (higher is better), given their raw predictions there (predict_raw), recorded per epoch and, with early stopping,
-    monitored instead of the loss; score_name labels it in the progress.
+    set (higher is better) from their raw predictions there (predict_raw),
+    recorded per epoch and, with early stopping, monitored instead of the
+    loss; score_name labels it in the progress.
     rows: the rows of X to train on (sorted int64 ids; None: all), so that
     a validation split needs no copy of the training rows; epochs visit
     them as they would visit a copy holding only them.

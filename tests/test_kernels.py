@@ -239,7 +239,7 @@ def test_predict_csr_takes_the_serial_twin_only_for_small_work(monkeypatch):
     monkeypatch.setattr(predict, "predict_serial", lambda *a: calls.append("serial"))
     monkeypatch.setattr(predict, "predict_parallel", lambda *a: calls.append("parallel"))
     P = np.zeros((10, 5), np.float32)
-    for nnz in (0, (predict.SMALL_WORK - 1) // 5, -(-predict.SMALL_WORK // 5)):  # × (1 + k) = 5
+    for nnz in (0, (predict.SERIAL_WORK - 1) // 5, -(-predict.SERIAL_WORK // 5)):  # × (1 + k) = 5
         X = (np.array([0, nnz], np.int64), np.zeros(nnz, np.int32), np.ones(nnz, np.float32))
         predict.predict_csr(X, np.float32(0), P, np.empty(1, np.float32))
     assert calls == ["serial", "serial", "parallel"]

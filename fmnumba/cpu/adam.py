@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .._config import ADAM_FASTMATH, kernel, serial_twin
+from .._config import ADAM_FASTMATH, SERIAL_WORK, kernel, serial_twin
 from ._atomic import fetch_add
 from ._prefetch import prefetch_row, rows_ahead
 from ._row import l2_of
@@ -198,11 +198,7 @@ def _feature_counts(n_features):
 def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam, l2,
                batch_sums):
     """One epoch of mini-batch lazy Adam; see _adam_epoch for the arguments.
-
-    Starts Numba's thread pool first: a cached serial function that calls
-    parallel kernels segfaults when loaded before the pool exists
-    (numba/numba#8578).
-    """
+    Runs on the epoch's serial twin when serial_is_faster."""
     serial = serial_is_faster(X, batch_size, tables[0])
     return adam_epoch_on(_adam_epoch_serial if serial else _adam_epoch, X, y, sw, order,
                          batch_size, loss_code, tables, intercept, t0, adam, l2, batch_sums)
@@ -210,19 +206,23 @@ def adam_epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0, ad
 
 def adam_epoch_on(epoch, X, y, sw, order, batch_size, loss_code, tables, intercept, t0, adam,
                   l2, batch_sums):
-    """adam_epoch on the given compiled epoch: _adam_epoch or its serial twin."""
+    """adam_epoch on the given compiled epoch: _adam_epoch or its serial twin.
+
+    Starts Numba's thread pool first: a cached serial function that calls
+    parallel kernels segfaults when loaded before the pool exists
+    (numba/numba#8578).
+    """
     numba.get_num_threads()
     return epoch(X, y, sw, order, batch_size, loss_code, tables, intercept, t0,
                  _adam_hyper(adam), l2, batch_sums, _feature_counts(tables[0].shape[0]))
 
 
 # Adam runs two parallel regions per mini-batch. When the parameter tables are
-# cache-resident and a batch is light, waking the second thread costs more than
-# it saves, so such epochs run on the epoch's serial twin (which also compiles
-# in about two thirds of the time: a first small fit waits less). The twins
+# cache-resident and a batch is light (under SERIAL_WORK), waking the second
+# thread costs more than it saves, so such epochs run on the epoch's serial
+# twin, which also compiles faster (a first small fit waits less). The twins
 # give the same bits, so this changes speed only.
 _SMALL_TABLES = 2 << 20      # bytes of P, M and S together
-_LIGHT_BATCH = 1 << 20       # batch_size × mean nnz per row × (1 + k)
 
 
 def serial_is_faster(X, batch_size, P):
@@ -230,7 +230,7 @@ def serial_is_faster(X, batch_size, P):
     size and table P runs faster serially (see above)."""
     indptr = X[0]
     work = batch_size * int(indptr[-1]) / max(1, indptr.shape[0] - 1) * P.shape[1]
-    return 3 * P.nbytes <= _SMALL_TABLES and work < _LIGHT_BATCH
+    return 3 * P.nbytes <= _SMALL_TABLES and work < SERIAL_WORK
 
 
 @kernel(parallel=True, fastmath=ADAM_FASTMATH)

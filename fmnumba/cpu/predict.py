@@ -2,7 +2,7 @@
 import numpy as np
 from numba import prange
 
-from .._config import kernel, serial_twin
+from .._config import SERIAL_WORK, kernel, serial_twin
 from ._prefetch import rows_ahead
 from ._row import row_forward
 
@@ -32,13 +32,11 @@ def predict_parallel(X, w0, P, out):
 
 predict_serial = serial_twin(predict_parallel, "predict_serial")
 
-SMALL_WORK = 1 << 20  # nnz·(1 + k) below which threads do not pay
-
 
 def predict_csr(X, w0, P, out):
     """out[r] = ŷ(x_r) for every CSR row r of X = (indptr, indices, data);
     out (n_rows,) of P's dtype, w0 a scalar of P's dtype. Small inputs run
     the serial twin (a first small fit and predict then never compile the
     parallel kernel), which gives the same bits."""
-    small = int(X[0][-1]) * P.shape[1] < SMALL_WORK
+    small = int(X[0][-1]) * P.shape[1] < SERIAL_WORK
     (predict_serial if small else predict_parallel)(X, w0, P, out)
