@@ -24,7 +24,7 @@ from numba.extending import overload
 from fmnumba._config import FASTMATH, PRANGE_ONLY
 from fmnumba.cpu._atomic import fetch_add
 from fmnumba.cpu._prefetch import prefetch_1d, prefetch_csr_ahead, prefetch_row, rows_ahead
-from fmnumba.cpu.adam import N_SPLIT, _coefficients, intercept_step
+from fmnumba.cpu.adam import N_SPLIT, UPDATE_AHEAD, _coefficients, intercept_step
 from fmnumba.cpu.forward import N_CHUNKS
 from fmnumba.cpu.predict import CHUNK
 from fmnumba.cpu.transpose import batch_scratch, transpose_batch
@@ -228,7 +228,7 @@ def update_and_transpose(T, n_uniq, G, Q, tables, k, coef, l2, X, cnt, next_rows
     lam_w, lam_v = l2
     beta1, beta2, one_m_beta1, one_m_beta2, step, inv_sqrt_bc2, eps, inv_s, _, _ = coef
     t = PV.dtype.type
-    ahead = (4 if (1 + k) * PV.itemsize <= 64 else 2) * N_SPLIT
+    ahead = UPDATE_AHEAD * N_SPLIT  # as fmnumba's update
     counters[0] = 0
     for w in prange(N_SPLIT):
         if w == 0 and next_rows.shape[0] > 0:

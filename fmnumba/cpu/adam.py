@@ -27,12 +27,17 @@ from numba import njit, prange
 
 from .._config import ADAM_FASTMATH, SERIAL_WORK, kernel, serial_twin
 from ._atomic import fetch_add
-from ._prefetch import prefetch_row, rows_ahead
+from ._prefetch import prefetch_row
 from ._row import l2_of
 from .forward import forward_batch_inline
 from .transpose import batch_scratch, transpose_batch
 
 N_SPLIT = 64  # interleaved work units per update: spreads hot features
+# Rows ahead whose P, M and S rows the update prefetches. A row's update
+# computes for about as long as its misses take to arrive, so the lead must
+# cover several rows; 8 was the fastest of 2, 4, 8 and 16 at k = 8 and 64, as
+# it is for the bare read-modify-write of the same rows (bench/ceiling.py).
+UPDATE_AHEAD = 8
 
 
 @njit(inline="always", fastmath=ADAM_FASTMATH, nogil=True)
@@ -101,9 +106,8 @@ def update_and_transpose_inline(T, n_uniq, batch, tables, coef, l2, X, cnt, next
         l2_in_grad, decay = coef
     k = P.shape[1] - 1
     t = P.dtype.type
-    # Prefetch the rows this thread updates `ahead` rows later: a row that
-    # fits a cache line leaves room for more in flight than a long one.
-    ahead = rows_ahead(P) * N_SPLIT
+    # Prefetch the rows this thread updates UPDATE_AHEAD of its rows later.
+    ahead = UPDATE_AHEAD * N_SPLIT
     counters[0] = 0
     # Each thread runs a block of these iterations; iteration 0's thread
     # transposes first. The iterations only take units from the counter, so
