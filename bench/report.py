@@ -45,6 +45,11 @@ def epoch_misses_section(results):
                 if st:
                     txt += (f"; the update takes {b['adam_update_s'] / st['time_per_batch_s']:.1f}×"
                             " the bare state read-modify-write")
+                    if b.get("adam_update_cached_rows_s"):
+                        txt += (", and with its rows in cache (its arithmetic alone) "
+                                f"{b['adam_update_cached_rows_s'] / st['time_per_batch_s']:.1f}×:"
+                                " the Adam arithmetic, which the bound leaves out, is of the "
+                                "order of the memory traffic")
                 txt += (". A layout that would lower it: the P, M and S rows interleaved in "
                         "one table (one random row per feature instead of three)")
                 if st and st.get("interleaved_time_s"):
@@ -370,6 +375,11 @@ def _fmt_load(la):
     return "–" if not la else "/".join(f"{x:.1f}" for x in la)
 
 
+def _ms(s):
+    """Seconds as milliseconds to 3 decimals, or – when not measured."""
+    return "–" if s is None else f"{s * 1e3:.3f}"
+
+
 def profiling_section(tp, ceil=None):
     if not tp or not tp.get("breakdown"):
         return []
@@ -379,7 +389,10 @@ def profiling_section(tp, ceil=None):
          "the transpose of the next batch runs in the same parallel region as this batch's "
          "update (one thread transposes while the others take its share of the rows), so "
          "*epoch ms per batch* (the Adam epoch above ÷ its batches) can be below the sum of "
-         "the stages. *state bound* is "
+         "the stages. The *rows cached* columns run the transpose and the update again "
+         "on the same batch with its CSR rows (transpose) or its P, M and S rows (update, "
+         "remapped to the first rows of small tables) in cache: what is left is their "
+         "arithmetic. *state bound* is "
          "this machine's time for the bare read-modify-write of the batch's touched P, M and "
          "S rows (bench/ceiling.py, same batches), which any lazy Adam must pay; *launch* is "
          "the cost of one empty `prange` region (Numba "
@@ -395,11 +408,13 @@ def profiling_section(tp, ceil=None):
                      f"{b['forward_batch_s'] * 1e3:.3f} ({b['forward_batch_s'] / tot:.0%})",
                      f"{b['transpose_batch_s'] * 1e3:.3f} ({b['transpose_batch_s'] / tot:.0%})",
                      f"{b['adam_update_s'] * 1e3:.3f} ({b['adam_update_s'] / tot:.0%})",
+                     _ms(b.get("transpose_cached_rows_s")), _ms(b.get("adam_update_cached_rows_s")),
                      "–" if not ep else f"{ep['time_s'] / n_batches * 1e3:.3f}",
                      "–" if st is None else f"{st['time_per_batch_s'] * 1e3:.3f}",
                      f"{tot / nnz * 1e9:.0f}"])
     L += [md_table(["k", "threads", "nnz/batch", "unique feats/batch", "forward ms", "transpose ms",
-                  "adam_update ms", "epoch ms per batch", "state bound ms",
+                  "adam_update ms", "transpose, rows cached ms", "update, rows cached ms",
+                  "epoch ms per batch", "state bound ms",
                   "ns per nnz (stages)"], rows), ""]
     la = tp.get("parallel_launch_s") or {}
     if la:
