@@ -50,6 +50,15 @@ def epoch_misses_section(results):
                                 f"{b['adam_update_cached_rows_s'] / st['time_per_batch_s']:.1f}×:"
                                 " the Adam arithmetic, which the bound leaves out, is of the "
                                 "order of the memory traffic")
+                    floor = arithmetic_floor(b)
+                    if floor and bound:
+                        at_bound = b["nnz_per_batch"] * k / bound
+                        txt += (f". The arithmetic of the update and the transpose alone (rows "
+                                f"in cache, less the cost of an empty call; the transpose on one "
+                                f"thread) is {floor * 1e3:.3f} ms per batch, against "
+                                f"{at_bound * 1e3:.3f} ms at the bound: with every miss hidden "
+                                f"behind it, an epoch would reach at most "
+                                f"{min(1.0, at_bound / floor):.0%} of the bound")
                 txt += (". A layout that would lower it: the P, M and S rows interleaved in "
                         "one table (one random row per feature instead of three)")
                 if st and st.get("interleaved_time_s"):
@@ -373,6 +382,18 @@ def _peer_versions(results):
 
 def _fmt_load(la):
     return "–" if not la else "/".join(f"{x:.1f}" for x in la)
+
+
+def arithmetic_floor(b):
+    """Seconds per batch of the Adam update's and the transpose's arithmetic
+    (both timed with their rows in cache, less an empty call; the transpose
+    runs on one thread beside the update's), or None when not measured."""
+    try:
+        upd = b["adam_update_cached_rows_s"] - b["adam_update_empty_call_s"]
+        tr = b["transpose_cached_rows_s"] - b["transpose_empty_call_s"]
+    except KeyError:
+        return None
+    return max(0.0, upd) + max(0.0, tr) / b["threads"]
 
 
 def _ms(s):

@@ -220,10 +220,22 @@ def _breakdown(cpu, indptr, indices, data, y, sw, order, code, P, M, S, w0, lam,
             n_unique += u
             b_nnz += int(lens[rows].sum())
     t /= n_batches
+    # what a call costs with nothing to do (Python dispatch, an empty region)
+    none = order[:0]
+    calls = np.zeros(2)
+    for b in range(n_batches):
+        t0 = time.perf_counter()
+        cpu.transpose_batch((indptr, indices, data), none, cnt, (uniq, starts, er, ev))
+        t1 = time.perf_counter()
+        cpu.adam_update((seq, starts, er, ev), 0, (G, sb, Q), 1.0 / nb, (Ps, Ms, Ss),
+                        (1e-3, 0.9, 0.999, 1e-8, False), 1, (lam, lam))
+        calls += (t1 - t0, time.perf_counter() - t1)
+    calls /= n_batches
     return {"k": k, "threads": nt, "batches": n_batches, "batch_size": nb,
             "nnz_per_batch": b_nnz / n_batches, "unique_features_per_batch": n_unique / n_batches,
             "forward_batch_s": t[0], "transpose_batch_s": t[1], "adam_update_s": t[2],
-            "transpose_cached_rows_s": t[3], "adam_update_cached_rows_s": t[4]}
+            "transpose_cached_rows_s": t[3], "adam_update_cached_rows_s": t[4],
+            "transpose_empty_call_s": calls[0], "adam_update_empty_call_s": calls[1]}
 
 
 def main(argv=None):
