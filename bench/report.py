@@ -430,8 +430,8 @@ def profiling_section(tp, ceil=None):
                      f"{b['transpose_batch_s'] * 1e3:.3f} ({b['transpose_batch_s'] / tot:.0%})",
                      f"{b['adam_update_s'] * 1e3:.3f} ({b['adam_update_s'] / tot:.0%})",
                      _ms(b.get("transpose_cached_rows_s")), _ms(b.get("adam_update_cached_rows_s")),
-                     "–" if not ep else f"{ep['time_s'] / n_batches * 1e3:.3f}",
-                     "–" if st is None else f"{st['time_per_batch_s'] * 1e3:.3f}",
+                     _ms(ep["time_s"] / n_batches if ep else None),
+                     _ms(None if st is None else st["time_per_batch_s"]),
                      f"{tot / nnz * 1e9:.0f}"])
     L += [md_table(["k", "threads", "nnz/batch", "unique feats/batch", "forward ms", "transpose ms",
                   "adam_update ms", "transpose, rows cached ms", "update, rows cached ms",

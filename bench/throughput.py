@@ -23,6 +23,8 @@ import numpy as np
 from bench.protocol import load_arrays, write_json
 from bench.timing import in_turn, median_time, parse_tool_args, tool_parser
 
+ADAM = (1e-3, 0.9, 0.999, 1e-8, False)  # (lr, beta1, beta2, eps, decoupled) of every Adam call
+
 
 def _interleaved(predict, T, indptr, indices, out, repeats):
     """Median predict time, its times, and the gather ceiling's time (the
@@ -129,7 +131,7 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
 
         def adam():
             cpu.adam_epoch((indptr, indices, data), y, sw, order, batch_size, code, (P, M, S),
-                           bstate, 0, (1e-3, 0.9, 0.999, 1e-8, False), (lam, lam), (bl, bw))
+                           bstate, 0, ADAM, (lam, lam), (bl, bw))
 
         def sgd(nt):
             cpu.sgd_epoch((indptr, indices, data), y, sw, order, nt, code, P, bstate, 1e-3,
@@ -140,7 +142,7 @@ def measure(indptr, indices, data, y, n_features, ks=(8, 64), threads=2, repeats
         # (one row would take predict_csr's serial twin: warm the parallel kernel timed below)
         predict_parallel((indptr[:2], indices, data), w0, P, out[:1])
         cpu.adam_epoch((indptr, indices, data), y, sw, small, batch_size, code, (P, M, S), bstate,
-                       0, (1e-3, 0.9, 0.999, 1e-8, False), (lam, lam), (bl, bw))
+                       0, ADAM, (lam, lam), (bl, bw))
         cpu.sgd_epoch((indptr, indices, data), y, sw, small, 1, code, P, bstate, 1e-3, (lam, lam), L)
         T = np.ascontiguousarray(P0[:, 1:])  # the ceiling gathers the k-wide V rows
         for nt in thread_list:
@@ -208,12 +210,12 @@ def _breakdown(cpu, indptr, indices, data, y, sw, order, code, P, M, S, w0, lam,
         u = cpu.transpose_batch((indptr, indices, data), rows, cnt, (uniq, starts, er, ev))
         t2 = time.perf_counter()
         cpu.adam_update((uniq, starts, er, ev), u, (G, sb, Q), 1.0 / nb, (P, M, S),
-                        (1e-3, 0.9, 0.999, 1e-8, False), 1, (lam, lam))
+                        ADAM, 1, (lam, lam))
         t3 = time.perf_counter()
         cpu.transpose_batch((indptr, indices, data), rows, cnt, (uniq, starts, er, ev))
         t4 = time.perf_counter()  # the transpose again, its rows now in cache
         cpu.adam_update((seq, starts, er, ev), u, (G, sb, Q), 1.0 / nb, (Ps, Ms, Ss),
-                        (1e-3, 0.9, 0.999, 1e-8, False), 1, (lam, lam))
+                        ADAM, 1, (lam, lam))
         t5 = time.perf_counter()
         if b:  # batch 0 is a warm-up
             t += (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
@@ -228,7 +230,7 @@ def _breakdown(cpu, indptr, indices, data, y, sw, order, code, P, M, S, w0, lam,
         cpu.transpose_batch((indptr, indices, data), none, cnt, (uniq, starts, er, ev))
         t1 = time.perf_counter()
         cpu.adam_update((seq, starts, er, ev), 0, (G, sb, Q), 1.0 / nb, (Ps, Ms, Ss),
-                        (1e-3, 0.9, 0.999, 1e-8, False), 1, (lam, lam))
+                        ADAM, 1, (lam, lam))
         calls += (t1 - t0, time.perf_counter() - t1)
     calls /= n_batches
     return {"k": k, "threads": nt, "batches": n_batches, "batch_size": nb,

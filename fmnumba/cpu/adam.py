@@ -35,8 +35,7 @@ from .transpose import batch_scratch, transpose_batch
 N_SPLIT = 64  # interleaved work units per update: spreads hot features
 # Rows ahead whose P, M and S rows the update prefetches. A row's update
 # computes for about as long as its misses take to arrive, so the lead must
-# cover several rows; 8 was the fastest of 2, 4, 8 and 16 at k = 8 and 64, as
-# it is for the bare read-modify-write of the same rows (bench/ceiling.py).
+# cover several rows; 8 was the fastest of 2, 4, 8 and 16 at k = 8 and 64.
 UPDATE_AHEAD = 8
 
 
